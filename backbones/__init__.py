@@ -1,0 +1,17 @@
+"""Efficient vision backbones as timm models (pure PyTorch + timm, no mm imports).
+
+``import backbones`` registers the models with timm, e.g. ``timm.create_model('recnext_m3')``.
+The ``*Backbone`` classes are the dense-prediction trunks that ``detection/`` and
+``segmentation/`` register in mmdet's and mmseg's MODELS.
+"""
+from .checkpoint import CheckpointError
+from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
+from .recnext import RECNEXT_ARCHS, RecNeXt, RecNeXtBackbone
+
+# mm registry name -> backbone class; the mm glue registers exactly these.
+MM_BACKBONES = {
+    'RecNeXt': RecNeXtBackbone,
+}
+
+__all__ = ['MM_BACKBONES', 'BackboneConfigError', 'CheckpointError', 'MultiScaleBackbone',
+           'FAMILY_KEY_SIGNATURES', 'RECNEXT_ARCHS', 'RecNeXt', 'RecNeXtBackbone']

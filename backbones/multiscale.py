@@ -1,0 +1,201 @@
+"""The dense-prediction wrapper shared by every family (pure PyTorch, no mm imports).
+
+A family subclasses :class:`MultiScaleBackbone`, names its archs and builds its stem and
+stages; this class adds what detection and segmentation need: ``out_indices``,
+``frozen_stages``, ``norm_eval``, ``deploy`` and ``init_cfg=dict(type='Pretrained')``
+loading of raw classifier checkpoints. mmengine calls ``init_weights()`` on any child
+module that has one, so no mm base class is needed here.
+"""
+import logging
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ._fusion import fuse_modules
+from .checkpoint import (CheckpointError, describe_shape_mismatch, load_checkpoint_file,
+                         shape_mismatches, split_keys, unwrap_state_dict)
+
+logger = logging.getLogger('backbones')
+
+
+class BackboneConfigError(ValueError):
+    """A user-facing problem with backbone arguments; its message is one line."""
+
+
+# Regexes that recognise a family's checkpoint keys, so that loading the wrong file
+# says which family it looks like. Each family module registers its own.
+FAMILY_KEY_SIGNATURES: Dict[str, str] = {}
+
+
+def guess_family(keys) -> Optional[str]:
+    keys = list(keys)
+    scores = {family: sum(bool(re.search(pattern, k)) for k in keys)
+              for family, pattern in FAMILY_KEY_SIGNATURES.items()}
+    best = max(scores, key=scores.get, default=None)
+    return best if best is not None and scores[best] > 0 else None
+
+
+def _download(url: str) -> str:
+    """Fetch an http(s) checkpoint into torch's hub cache and return the local path."""
+    import os
+    from torch.hub import download_url_to_file, get_dir
+    target = os.path.join(get_dir(), 'checkpoints', os.path.basename(url.split('?')[0]))
+    if not os.path.isfile(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        download_url_to_file(url, target)
+    return target
+
+
+class MultiScaleBackbone(nn.Module):
+    """Stem + stages returning a tuple of stage features.
+
+    Args:
+        arch: a key of the family's ``archs`` table, e.g. ``'m3'``.
+        out_indices: which stages to return (0 = stride 4 ... 3 = stride 32).
+        frozen_stages: -1 freezes nothing; k >= 0 freezes the stem and the first k
+            stages (parameters get no gradient and their BN layers stay in eval mode).
+        norm_eval: keep every BatchNorm (SyncBN included) in eval mode while training,
+            i.e. use the pretrained statistics.
+        drop_path_rate: stochastic depth, rising linearly over the blocks.
+        deploy: inference form; BN is folded into the convs before the first forward
+            (after the weights are loaded). Training a deploy model is refused.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL[, prefix=...])``.
+            A raw classifier checkpoint works: the weights are taken from ``state_dict``,
+            ``model`` or ``model_ema`` and the classifier head is dropped.
+    """
+
+    family = 'Backbone'
+    archs: Dict[str, tuple] = {}
+    # Top-level state_dict prefixes that belong to the classifier only.
+    classifier_prefixes: Tuple[str, ...] = ('head', 'head_dist')
+
+    def __init__(self, arch: str, out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1, norm_eval: bool = False, drop_path_rate: float = 0.0,
+                 deploy: bool = False, init_cfg: Optional[dict] = None, in_channels: int = 3):
+        super().__init__()
+        if arch not in self.archs:
+            raise BackboneConfigError(
+                f"unknown {self.family} arch '{arch}': choose one of {', '.join(self.archs)}")
+        self.arch = arch
+        self.stem, stages, info = self.build(arch, drop_path_rate=drop_path_rate,
+                                             in_channels=in_channels)
+        self.stages = nn.ModuleList(stages)
+        num_stages = len(self.stages)
+        out_indices = tuple(int(i) for i in out_indices)
+        bad = [i for i in out_indices if not -num_stages <= i < num_stages]
+        if bad or not out_indices:
+            raise BackboneConfigError(
+                f'out_indices {out_indices} invalid for {self.family}-{arch}: use stage indices 0..{num_stages - 1}')
+        self.out_indices = tuple(sorted(i % num_stages for i in out_indices))
+        if not -1 <= frozen_stages <= num_stages:
+            raise BackboneConfigError(f'frozen_stages={frozen_stages} invalid: use -1 (none) to {num_stages}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.deploy = deploy
+        self.fused = False
+        self.init_cfg = init_cfg
+        self.feature_info = [dict(num_chs=info[i]['num_chs'], reduction=info[i]['reduction'],
+                                  module=f'stages.{i}') for i in self.out_indices]
+        self._freeze()
+
+    def build(self, arch: str, drop_path_rate: float, in_channels: int):
+        """Return (stem, list of stages, per-stage feature info dicts)."""
+        raise NotImplementedError
+
+    @property
+    def out_channels(self) -> List[int]:
+        return [info['num_chs'] for info in self.feature_info]
+
+    # ---- forward -------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if self.deploy:
+            if self.training:
+                raise RuntimeError(f'{self.family} was built with deploy=True, which is for '
+                                   'inference only; build it with deploy=False to train')
+            if not self.fused:
+                self.switch_to_deploy()
+        outs = []
+        x = self.stem(x)
+        for index, stage in enumerate(self.stages[:self.out_indices[-1] + 1]):
+            x = stage(x)
+            if index in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def switch_to_deploy(self) -> 'MultiScaleBackbone':
+        """Fold BN into the convs in place (inference form, same outputs in eval mode)."""
+        if not self.fused:
+            fuse_modules(self)
+            self.fused = True
+        return self
+
+    # ---- training state ------------------------------------------------------------
+    def _frozen_modules(self) -> List[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        return [self.stem] + list(self.stages[:self.frozen_stages])
+
+    def _freeze(self):
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze()
+        if mode and self.norm_eval:
+            # _BatchNorm covers BatchNorm1d/2d/3d and SyncBatchNorm alike.
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
+
+    # ---- weights -------------------------------------------------------------------
+    def init_weights(self):
+        cfg = self.init_cfg
+        if cfg is None:
+            logger.info(f'{self.family}-{self.arch}: no init_cfg, training from scratch')
+            return
+        if not isinstance(cfg, dict) or cfg.get('type') != 'Pretrained' or not cfg.get('checkpoint'):
+            raise BackboneConfigError(
+                f"{self.family} init_cfg={cfg!r} is not supported: use "
+                "dict(type='Pretrained', checkpoint='path/or/url.pth') or None")
+        self.load_pretrained(cfg['checkpoint'], prefix=cfg.get('prefix'))
+
+    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> dict:
+        """Load a classifier or backbone checkpoint; returns what was (not) loaded."""
+        path = _download(checkpoint) if re.match(r'https?://', str(checkpoint)) else str(checkpoint)
+        state_dict, wrapper = unwrap_state_dict(load_checkpoint_file(
+            path, trust_hint='convert it once with convert_to_backbone_weights --trust-checkpoint'))
+        prefix = prefix if prefix is not None else (
+            'backbone.' if any(k.startswith('backbone.') for k in state_dict) else None)
+        if prefix:
+            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        state_dict, dropped = split_keys(state_dict, self.classifier_prefixes)
+        name = f'{self.family}-{self.arch}'
+        model_state = self.state_dict()
+        matched = [k for k in state_dict if k in model_state]
+        if not matched:
+            family = guess_family(state_dict)
+            looks = f' (it looks like a {family} checkpoint)' if family and family != self.family else ''
+            raise CheckpointError(f'{path}: no keys match {name}{looks}; '
+                                  f'pass a {self.family} classifier or backbone checkpoint')
+        mismatches = shape_mismatches(state_dict, model_state)
+        if mismatches:
+            raise CheckpointError(describe_shape_mismatch(
+                mismatches, path, hint=f'is it a checkpoint of another {self.family} arch?'))
+        result = self.load_state_dict(state_dict, strict=False)
+        missing = [k for k in result.missing_keys if not k.endswith('num_batches_tracked')]
+        logger.info(f'{name}: loaded {len(matched)} tensors from {path} [{wrapper}]; '
+                    f'dropped classifier keys: {sum(map(len, dropped.values()))}')
+        if missing:
+            logger.warning(f'{name}: missing keys ({len(missing)}): {", ".join(missing[:20])}')
+        if result.unexpected_keys:
+            logger.warning(f'{name}: unexpected keys ({len(result.unexpected_keys)}): '
+                           f'{", ".join(result.unexpected_keys[:20])}')
+        return dict(loaded=matched, missing=missing, unexpected=list(result.unexpected_keys),
+                    dropped=dropped, wrapper=wrapper)

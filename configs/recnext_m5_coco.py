@@ -1,0 +1,7 @@
+# Mask R-CNN + FPN, RecNeXt-M5, COCO 2017: 1x (12 epochs), 8 GPUs x 2 img/GPU, AdamW 2e-4.
+# Published: 44.6 box AP / 40.6 mask AP (best epoch).
+_base_ = './recnext_m3_coco.py'
+
+model = dict(
+    backbone=dict(arch='m5', init_cfg=dict(checkpoint='checkpoints/recnext_m5_backbone.pth')),
+    neck=dict(in_channels=[80, 160, 320, 640]))

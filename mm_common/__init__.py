@@ -1,0 +1,26 @@
+"""mmengine glue shared by ``detection/`` and ``segmentation/`` (they differ only in the
+registry they pass in): backbone registration and the log bridge."""
+import logging
+
+from mmengine.logging import print_log
+
+import backbones
+
+
+class _MMLogBridge(logging.Handler):
+    """Forward the pure-PyTorch ``backbones`` logger to mmengine's current logger, so
+    that pretrained-loading reports land in the run's log file."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print_log(self.format(record), logger='current', level=record.levelno)
+
+
+def register_backbones(registry) -> None:
+    """Register every backbone of :data:`backbones.MM_BACKBONES` in ``registry``."""
+    for name, backbone_cls in backbones.MM_BACKBONES.items():
+        registry.register_module(name=name, module=backbone_cls, force=True)
+    log = logging.getLogger('backbones')
+    if not any(isinstance(h, _MMLogBridge) for h in log.handlers):
+        log.addHandler(_MMLogBridge())
+        log.setLevel(logging.INFO)
+        log.propagate = False

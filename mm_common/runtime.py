@@ -1,0 +1,112 @@
+"""Run-time fixes that mmengine 0.10.7 needs on this stack, used by tools/train.py and
+tools/test.py. Each one is narrow and says why it exists."""
+import os
+import re
+from typing import Iterable, List
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+
+from backbones import BackboneConfigError, CheckpointError
+
+
+class UserError(Exception):
+    """Bad input from the command line or the config; printed as one line."""
+
+
+# Errors whose message is written for the user; tools print them without a traceback.
+USER_ERRORS = (UserError, BackboneConfigError, CheckpointError)
+
+
+def one_line(err: BaseException) -> str:
+    """The message of ``err`` without the "class `X` in module.py: " prefixes that
+    mmengine's registry adds for each level of nested builds."""
+    message = re.sub(r'(class `\w+` in [\w./-]+: )+', '', str(err))
+    return message.strip().splitlines()[0] if message.strip() else type(err).__name__
+
+
+def allow_mmengine_checkpoints() -> None:
+    """Let ``torch.load(weights_only=True)`` (the default since torch 2.6) read the
+    checkpoints that mmengine writes, by allowlisting exactly the types it stores:
+    the message hub's HistoryBuffer (numpy arrays inside) and numpy scalars in ``meta``.
+    The weights-only check stays on for everything else."""
+    from mmengine.logging import HistoryBuffer
+    from mmengine.config import ConfigDict
+    numpy_types: List[object] = [np.ndarray, np.dtype, np.core.multiarray._reconstruct
+                                 if hasattr(np, 'core') else np._core.multiarray._reconstruct]
+    numpy_types += [type(np.dtype(name)) for name in
+                    ('float64', 'float32', 'float16', 'int64', 'int32', 'int8', 'uint8', 'bool')]
+    numpy_types += [np.float64, np.float32, np.int64, np.int32, np.bool_]
+    scalar = getattr(np, '_core', np.core).multiarray.scalar
+    torch.serialization.add_safe_globals([HistoryBuffer, ConfigDict, scalar, *numpy_types])
+
+
+def _replace_norm(cfg, old: str, new: str) -> int:
+    """Replace ``type=old`` by ``type=new`` in every norm_cfg of a (nested) config."""
+    count = 0
+    if isinstance(cfg, dict):
+        for key, value in cfg.items():
+            if key.endswith('norm_cfg') and isinstance(value, dict) and value.get('type') == old:
+                value['type'] = new
+                count += 1
+            else:
+                count += _replace_norm(value, old, new)
+    elif isinstance(cfg, (list, tuple)):
+        count += sum(_replace_norm(item, old, new) for item in cfg)
+    return count
+
+
+def configure_launch(cfg, launcher: str) -> str:
+    """Make one config run as a single process, on N GPUs, or on N CPU processes.
+
+    * GPUs (distributed): every BN becomes SyncBN (``cfg.sync_bn='torch'``).
+    * CPUs (distributed, e.g. ``dist_train.sh CONFIG 2`` here): torch's SyncBN has no
+      CPU kernel, so SyncBN becomes BN; the process group is created here with gloo,
+      because mmengine's launcher calls ``torch.cuda.set_device`` unconditionally; and
+      DDP gets ``device_ids=None`` as CPU modules require.
+    * Single process: mmengine already reverts SyncBN to BN.
+    Returns a short description for the log.
+    """
+    cfg.launcher = launcher
+    if launcher == 'none':
+        return 'single process'
+    if torch.cuda.is_available():
+        cfg.setdefault('sync_bn', 'torch')
+        return f'distributed on GPUs (sync_bn={cfg.sync_bn})'
+    _replace_norm(cfg._cfg_dict if hasattr(cfg, '_cfg_dict') else cfg, 'SyncBN', 'BN')
+    cfg.pop('sync_bn', None)
+    env_cfg = cfg.setdefault('env_cfg', {})
+    dist_cfg = env_cfg.setdefault('dist_cfg', {})
+    dist_cfg['backend'] = 'gloo'
+    if launcher != 'pytorch':
+        raise UserError(f'launcher {launcher!r} needs GPUs here; on CPU use --launcher pytorch '
+                        '(tools/dist_train.sh does)')
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend='gloo')
+    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
+    wrapper.setdefault('device_ids', None)
+    wrapper.setdefault('broadcast_buffers', False)
+    wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
+    cfg.model_wrapper_cfg = wrapper
+    return f'distributed on CPU with gloo (rank {os.environ.get("RANK")}/{os.environ.get("WORLD_SIZE")})'
+
+
+def check_data_roots(cfg, splits: Iterable[str]) -> None:
+    """Fail with one line when a dataloader's data root or annotation file is missing."""
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader')
+        if not loader:
+            continue
+        dataset = loader.get('dataset', {})
+        while 'dataset' in dataset:  # RepeatDataset / ConcatDataset-style wrappers
+            dataset = dataset['dataset']
+        root = dataset.get('data_root', '')
+        if root and not os.path.isdir(root):
+            raise UserError(f'{split} data root not found: {root} (see README "Training on COCO/ADE20K" '
+                            f'for the layout, or pass --cfg-options {split}_dataloader.dataset.data_root=PATH)')
+        ann = dataset.get('ann_file')
+        if ann:
+            path = ann if os.path.isabs(ann) else os.path.join(root, ann)
+            if not os.path.exists(path):
+                raise UserError(f'{split} annotation file not found: {path}')

@@ -1,0 +1,55 @@
+"""Evaluate a checkpoint on the config's test set (COCO bbox/segm mAP or mIoU).
+
+    python tools/test.py configs/recnext_m3_coco.py work_dirs/recnext_m3_coco/epoch_12.pth
+    tools/dist_test.sh configs/recnext_m3_coco.py CHECKPOINT 8
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+from mm_common.runtime import (USER_ERRORS, UserError, allow_mmengine_checkpoints,  # noqa: E402
+                               check_data_roots, configure_launch, one_line)
+from tools.train import load_config  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test a detector or segmentor')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='where the test log goes (default: work_dirs/<config name>)')
+    parser.add_argument('--out', help='dump raw predictions to this .pkl file')
+    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        if not osp.isfile(args.checkpoint):
+            raise UserError(f'checkpoint not found: {args.checkpoint}')
+        cfg = load_config(args)
+        configure_launch(cfg, args.launcher)
+        cfg.load_from = args.checkpoint
+        check_data_roots(cfg, ('test',))
+        allow_mmengine_checkpoints()
+
+        from mmengine.registry import RUNNERS
+        from mmengine.runner import Runner
+        runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+        if args.out:
+            from mmengine.evaluator import DumpResults
+            runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+        metrics = runner.test()
+        print(' '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}' for k, v in metrics.items()))
+    except USER_ERRORS as err:
+        print(f'error: {one_line(err)}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

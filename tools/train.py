@@ -1,0 +1,83 @@
+"""Train a detector or segmentor from a config, on one process, N GPUs or N CPU processes.
+
+    python tools/train.py configs/recnext_m3_coco.py
+    tools/dist_train.sh configs/recnext_m3_coco.py 8          # 8 GPUs (or 8 CPU processes)
+    python tools/train.py CONFIG --resume                      # resume the latest checkpoint
+    python tools/train.py CONFIG --resume work_dirs/x/epoch_4.pth --amp
+
+The config's ``default_scope`` (mmdet or mmseg, from its ``_base_``) picks the task.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+from mm_common.runtime import (USER_ERRORS, UserError, allow_mmengine_checkpoints,  # noqa: E402
+                               check_data_roots, configure_launch, one_line)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a detector or segmentor')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go '
+                        '(default: work_dirs/<config name>)')
+    parser.add_argument('--resume', nargs='?', const='auto', default=None,
+                        help='resume from CHECKPOINT, or from the latest one in work-dir if no path')
+    parser.add_argument('--amp', action='store_true', help='mixed precision (GPU)')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the lr by (total batch / the config\'s base batch)')
+    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='override config entries, e.g. train_cfg.max_epochs=1')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def load_config(args):
+    from mmengine.config import Config, DictAction
+    if not osp.isfile(args.config):
+        raise UserError(f'config not found: {args.config}')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        options = argparse.Namespace()
+        DictAction(option_strings=[], dest='options')(None, options, args.cfg_options)
+        cfg.merge_from_dict(options.options)
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args)
+        how = configure_launch(cfg, args.launcher)
+        if args.amp:
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        if args.auto_scale_lr:
+            cfg.setdefault('auto_scale_lr', {})['enable'] = True
+        if args.resume == 'auto':
+            cfg.resume, cfg.load_from = True, None
+        elif args.resume:
+            if not osp.isfile(args.resume):
+                raise UserError(f'checkpoint to resume not found: {args.resume}')
+            cfg.resume, cfg.load_from = True, args.resume
+        check_data_roots(cfg, ('train', 'val'))
+        allow_mmengine_checkpoints()
+
+        from mmengine.registry import RUNNERS
+        from mmengine.runner import Runner
+        runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+        runner.logger.info(f'launch: {how}')
+        runner.train()
+    except USER_ERRORS as err:
+        print(f'error: {one_line(err)}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
