@@ -12,6 +12,8 @@ from .recnext import RECNEXT_ARCHS, RecNeXt, RecNeXtBackbone
 MM_BACKBONES = {
     'RecNeXt': RecNeXtBackbone,
 }
+# timm classifier name -> (backbone class, arch): what convert_to_backbone_weights targets.
+MODEL_TO_BACKBONE = {f'recnext_{arch}': (RecNeXtBackbone, arch) for arch in RECNEXT_ARCHS}
 
-__all__ = ['MM_BACKBONES', 'BackboneConfigError', 'CheckpointError', 'MultiScaleBackbone',
+__all__ = ['MM_BACKBONES', 'MODEL_TO_BACKBONE', 'BackboneConfigError', 'CheckpointError', 'MultiScaleBackbone',
            'FAMILY_KEY_SIGNATURES', 'RECNEXT_ARCHS', 'RecNeXt', 'RecNeXtBackbone']

@@ -1,6 +1,7 @@
 """Run-time fixes that mmengine 0.10.7 needs on this stack, used by tools/train.py and
 tools/test.py. Each one is narrow and says why it exists."""
 import os
+import pickle
 import re
 from typing import Iterable, List
 
@@ -26,20 +27,32 @@ def one_line(err: BaseException) -> str:
     return message.strip().splitlines()[0] if message.strip() else type(err).__name__
 
 
+def _history_buffer_method(owner, name: str):
+    """Stand-in for ``builtins.getattr`` while unpickling: mmengine pickles the
+    HistoryBuffer's statistics methods as ``getattr(HistoryBuffer, 'mean')``, and
+    allowlisting the real getattr would let a file reach any attribute of anything."""
+    from mmengine.logging import HistoryBuffer
+    # The built-in four are only entered into _statistics_methods by the first instance.
+    allowed = {'min', 'max', 'mean', 'current', *HistoryBuffer._statistics_methods}
+    if owner is HistoryBuffer and name in allowed:
+        return getattr(owner, name)
+    raise pickle.UnpicklingError(f'getattr({owner!r}, {name!r}) is not allowed in a checkpoint')
+
+
 def allow_mmengine_checkpoints() -> None:
     """Let ``torch.load(weights_only=True)`` (the default since torch 2.6) read the
-    checkpoints that mmengine writes, by allowlisting exactly the types it stores:
-    the message hub's HistoryBuffer (numpy arrays inside) and numpy scalars in ``meta``.
-    The weights-only check stays on for everything else."""
+    checkpoints that mmengine writes, by allowlisting exactly what it stores: the
+    message hub's HistoryBuffer (numpy arrays and scalars inside, plus its statistics
+    methods). The weights-only check stays on for everything else."""
     from mmengine.logging import HistoryBuffer
-    from mmengine.config import ConfigDict
-    numpy_types: List[object] = [np.ndarray, np.dtype, np.core.multiarray._reconstruct
-                                 if hasattr(np, 'core') else np._core.multiarray._reconstruct]
-    numpy_types += [type(np.dtype(name)) for name in
-                    ('float64', 'float32', 'float16', 'int64', 'int32', 'int8', 'uint8', 'bool')]
-    numpy_types += [np.float64, np.float32, np.int64, np.int32, np.bool_]
-    scalar = getattr(np, '_core', np.core).multiarray.scalar
-    torch.serialization.add_safe_globals([HistoryBuffer, ConfigDict, scalar, *numpy_types])
+    numpy_core = getattr(np, '_core', None) or np.core
+    numpy_types = [np.ndarray, np.dtype, numpy_core.multiarray._reconstruct,
+                   numpy_core.multiarray.scalar]
+    # numpy 2 pickles dtypes by their class, e.g. numpy.dtypes.Float64DType.
+    numpy_types += sorted({type(np.dtype(code)) for code in np.typecodes['All'] if code not in 'OMm'},
+                          key=lambda t: t.__name__)
+    torch.serialization.add_safe_globals(
+        [HistoryBuffer, *numpy_types, (_history_buffer_method, 'builtins.getattr')])
 
 
 def _replace_norm(cfg, old: str, new: str) -> int:

@@ -44,7 +44,11 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
-pip_install() { "$PY" -m pip install --disable-pip-version-check -c "$PINS" "$@"; }
+# The local package mirrors make pip warn about every name they lack: noise, not news.
+pip_install() {
+  "$PY" -m pip install --disable-pip-version-check -c "$PINS" "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
 pin_of() { sed -n "s/^$1==\(.*\)$/\1/p" "$PINS"; }
 
 step "installing torch, mmengine, timm and the build tools (pinned in requirements/stack.txt)"
@@ -91,7 +95,7 @@ PYEOF
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     sleep 20
-    progress=$(grep -o '^\[[0-9]*/[0-9]*\]' "$build/build.log" | tail -1 || true)
+    progress=$(grep -o '\[[0-9]*/[0-9]*\]' "$build/build.log" | tail -1 || true)
     echo "    mmcv build: ${progress:-preparing} ($(date +%H:%M:%S))"
   done
   if ! wait "$pid"; then

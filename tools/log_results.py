@@ -28,12 +28,11 @@ Usage::
 Exit status: 0 when at least one log had results, 1 when none had, 2 on bad
 input (missing path, unknown metric).
 """
-from __future__ import annotations
-
 import argparse
 import itertools
 import json
 import math
+import os
 import sys
 from array import array
 from collections import defaultdict
@@ -64,7 +63,8 @@ FORMAT_NAMES = {
     'mmengine': 'mmengine json scalars (mmdet 3.x / mmseg 1.x)',
 }
 UNIT_NAMES = {'epoch': 'epoch', 'iter': 'iteration'}
-# A legacy header line holds the whole config; anything longer is no log.
+# Longest first line read to tell whether a json file is a log: a legacy
+# header line holds the whole config (13 kB in the published logs).
 SNIFF_LIMIT = 16 * 1024 * 1024
 MAX_LINE_WARNINGS = 5
 
@@ -123,9 +123,12 @@ class Run:
     loss_values: array = field(default_factory=lambda: array('d'))
 
     @property
+    def suffix(self) -> str:
+        return f'#run{self.number}' if self.number else ''
+
+    @property
     def label(self) -> str:
-        return f'{self.path}#run{self.number}' if self.number else str(
-            self.path)
+        return f'{self.path}{self.suffix}'
 
     @property
     def short_name(self) -> str:
@@ -134,7 +137,7 @@ class Run:
             name = self.path.resolve().parents[2].name
         else:
             name = self.path.name.split('.')[0]
-        return f'{name}#run{self.number}' if self.number else name
+        return name + self.suffix
 
     @property
     def task(self) -> str | None:
@@ -269,7 +272,8 @@ def parse_legacy(path: Path, records: Iterable[dict]) -> list[Run]:
     iters_before_epoch = last_iter = 0
     for record in records:
         is_header = 'env_info' in record
-        # A header begins a new run unless the current one is still empty.
+        # A header begins a new run once the current one has a header or
+        # records (a log may lack its header line).
         run_started = bool(runs) and (config is not None
                                       or not runs[-1].is_empty)
         if not runs or is_header and run_started:
@@ -451,29 +455,37 @@ def plot_results(results: list[Result], out_path: Path) -> None:
     import matplotlib
     matplotlib.use('Agg')  # headless
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
 
     units = sorted({r.run.unit for r in results})
     fig, axes = plt.subplots(1, len(units) + 1, squeeze=False,
                              figsize=(6.5 * (len(units) + 1), 5))
-    colors = {id(r): plt.cm.tab20(i % 20) for i, r in enumerate(results)}
+    colormap = plt.cm.tab10 if len(results) <= 10 else plt.cm.tab20
+    colors = [colormap(i % colormap.N) for i in range(len(results))]
     for ax, unit in zip(axes[0], units):
-        group = [r for r in results if r.run.unit == unit]
-        for r in group:
-            ax.plot([e.step for e in r.evaluations],
-                    [r.value(e) for e in r.evaluations], marker='o',
-                    markersize=3, color=colors[id(r)], label=r.run.short_name)
-        metrics = ', '.join(sorted({r.metric for r in group}))
+        for r, color in zip(results, colors):
+            if r.run.unit == unit:
+                ax.plot([e.step for e in r.evaluations],
+                        [r.value(e) for e in r.evaluations], marker='o',
+                        markersize=3, color=color, label=r.run.short_name)
+        metrics = ', '.join(
+            sorted({r.metric for r in results if r.run.unit == unit}))
         ax.set(title=f'{metrics} per evaluation', ylabel=f'{metrics} (%)',
                xlabel=UNIT_NAMES[unit])
     loss_ax = axes[0][-1]
-    for r in results:
+    for r, color in zip(results, colors):
         if r.run.loss_steps:
             loss_ax.plot(r.run.loss_steps, r.run.loss_values, linewidth=0.7,
-                         color=colors[id(r)], label=r.run.short_name)
+                         color=color, label=r.run.short_name)
     # Log scale: losses start several times higher than where they settle.
+    # Ticks at 0.2, 0.5, 1, 2, ... read better than 2x10^-1.
     loss_ax.set(title='training loss', xlabel='training iteration',
                 ylabel='loss', yscale='log')
+    loss_ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    loss_ax.yaxis.set_major_formatter('{x:g}')
+    loss_ax.yaxis.set_minor_formatter(NullFormatter())
     for ax in axes[0]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.has_data():
             ax.legend(fontsize='small')
@@ -504,6 +516,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def write_stdout(text: str) -> None:
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # The reader (e.g. head) stopped early: that is fine, but Python would
+        # report the failing flush of stdout at exit, so point it at devnull.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -527,13 +548,17 @@ def main(argv: list[str] | None = None) -> int:
         warn('no evaluation results found')
         return 1
     if args.table:
-        print(format_tables(results))
+        write_stdout(format_tables(results))
     elif args.json:
-        print(format_json(results))
+        write_stdout(format_json(results))
     else:
-        print(format_best_lines(results))
+        write_stdout(format_best_lines(results))
     if args.plot:
-        plot_results(results, args.plot)
+        try:
+            plot_results(results, args.plot)
+        except OSError as error:
+            warn(f'error: cannot save plot: {error}')
+            return 2
         warn(f'saved plot to {args.plot}')
     return 0
 
