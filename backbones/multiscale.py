@@ -71,6 +71,14 @@ class MultiScaleBackbone(nn.Module):
     archs: Dict[str, tuple] = {}
     # Top-level state_dict prefixes that belong to the classifier only.
     classifier_prefixes: Tuple[str, ...] = ('head', 'head_dist')
+    # Read by tools/convert_to_backbone_weights.py too: True where the backbone uses
+    # smaller kernels than the classifier, so larger odd kernels are centre-cropped.
+    crop_classifier_kernels: bool = False
+
+    @staticmethod
+    def remap_classifier_keys(state_dict):
+        """Classifier checkpoint key layout -> this backbone's layout (identity here)."""
+        return state_dict
 
     def __init__(self, arch: str, out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1, norm_eval: bool = False, drop_path_rate: float = 0.0,
@@ -176,6 +184,7 @@ class MultiScaleBackbone(nn.Module):
         if prefix:
             state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
         state_dict, dropped = split_keys(state_dict, self.classifier_prefixes)
+        state_dict = self.remap_classifier_keys(state_dict)
         name = f'{self.family}-{self.arch}'
         model_state = self.state_dict()
         matched = [k for k in state_dict if k in model_state]

@@ -3,10 +3,11 @@
 # Batch: 8 GPUs x 4 img/GPU (SyncBN across GPUs). The published runs used exactly this
 # (80k iterations on 8 GPUs, although their file names say "40k"); we state 80k.
 # Published (RecNeXt, mmseg 0.x): 41.0 mIoU (single scale).
-_base_ = 'mmseg::sem_fpn/fpn_r50_4xb4-80k_ade20k-512x512.py'
+_base_ = 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'  # schedule overridden below
 custom_imports = dict(imports=['segmentation'], allow_failed_imports=False)
 
 model = dict(
+    pretrained=None,  # the base's ResNet weights; ours come from init_cfg below
     backbone=dict(
         _delete_=True,
         type='RecNeXt',

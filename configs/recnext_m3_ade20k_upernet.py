@@ -6,6 +6,7 @@ _base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
 custom_imports = dict(imports=['segmentation'], allow_failed_imports=False)
 
 model = dict(
+    pretrained=None,  # the base's ResNet weights; ours come from init_cfg below
     backbone=dict(
         _delete_=True,
         type='RecNeXt',

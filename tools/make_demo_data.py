@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 CLASSES = ('square', 'disc', 'triangle')
 # Distinct hues per class, jittered per object, so colour and shape both carry the label.
 CLASS_COLOURS = ((220, 60, 50), (50, 180, 70), (60, 90, 220))
-SPLITS = dict(coco=dict(train=240, val=60, size=160), ade=dict(train=200, val=50, size=128))
+SPLITS = dict(coco=dict(train=240, val=60, size=128), ade=dict(train=200, val=50, size=128))
 
 
 def shape_polygon(kind: int, cx: float, cy: float, radius: float, angle: float):

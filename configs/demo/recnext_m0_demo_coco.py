@@ -7,8 +7,8 @@ _base_ = '../recnext_m3_coco.py'
 data_root = 'data/demo/coco/'
 metainfo = dict(classes=('square', 'disc', 'triangle'),
                 palette=[(220, 60, 50), (50, 180, 70), (60, 90, 220)])
-image_size = (160, 160)
-channels = 128  # a narrower FPN and heads than COCO's 256 keep the CPU demo fast
+image_size = (128, 128)
+channels = 64  # a narrower FPN and heads than COCO's 256 keep the CPU demo fast
 
 model = dict(
     backbone=dict(arch='m0', init_cfg=None),
@@ -18,11 +18,12 @@ model = dict(
         bbox_roi_extractor=dict(out_channels=channels),
         bbox_head=dict(in_channels=channels, fc_out_channels=256, num_classes=3),
         mask_roi_extractor=dict(out_channels=channels),
-        mask_head=dict(in_channels=channels, conv_out_channels=channels, num_classes=3)),
+        mask_head=dict(in_channels=channels, conv_out_channels=channels, num_convs=2,
+                       num_classes=3)),
     train_cfg=dict(
-        rpn=dict(sampler=dict(num=128)),
-        rpn_proposal=dict(nms_pre=500, max_per_img=200),
-        rcnn=dict(sampler=dict(num=128))),
+        rpn=dict(sampler=dict(num=64)),
+        rpn_proposal=dict(nms_pre=300, max_per_img=100),
+        rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(
         rpn=dict(nms_pre=300, max_per_img=100),
         rcnn=dict(max_per_img=20)))
