@@ -28,7 +28,7 @@ train_job() {
 }
 
 echo "==> [1/2] Mask R-CNN + RecNeXt-M0 on data/demo/coco (CPU, from scratch)"
-train_job coco configs/demo/recnext_m0_demo_coco.py 'Epoch\(train\).*\[[0-9]+\]\[ *[0-9]*0/|bbox_mAP_copypaste|segm_mAP_copypaste|^error'
+train_job coco configs/demo/recnext_m0_demo_coco.py 'Epoch\(train\).*\[ *([0-9]+)/\1\]|bbox_mAP_copypaste|segm_mAP_copypaste|^error'
 echo "==> [2/2] Semantic FPN + RecNeXt-M0 on data/demo/ade (CPU, from scratch)"
 train_job ade configs/demo/recnext_m0_demo_ade.py 'Iter\(train\).*[0-9]00/|Iter\(val\).*mIoU|^error'
 

@@ -1,6 +1,6 @@
 # Demo: Semantic FPN with a from-scratch RecNeXt-M0 on the synthetic shapes set in ADE20K
 # layout (tools/make_demo_data.py -> data/demo/ade), sized for a 2-core CPU in a few minutes.
-# Schedule: 600 iterations, batch 1 process x 8 img of 128x128, AdamW lr 1e-3, poly.
+# Schedule: 200 iterations, batch 1 process x 8 img of 128x128, AdamW lr 1e-3, poly.
 # Expected: mIoU >= 50 on the demo val set (see README for the measured figure).
 _base_ = '../recnext_m3_ade20k.py'
 
@@ -41,10 +41,10 @@ val_dataloader = dict(
                  data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation')))
 test_dataloader = val_dataloader
 
-max_iters = 600
-train_cfg = dict(max_iters=max_iters, val_interval=300)
+max_iters = 200
+train_cfg = dict(max_iters=max_iters, val_interval=100)
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=1e-6, begin=0, end=max_iters, by_epoch=False)]
 default_hooks = dict(
     logger=dict(interval=20),
-    checkpoint=dict(by_epoch=False, interval=300, max_keep_ckpts=1))
+    checkpoint=dict(by_epoch=False, interval=100, max_keep_ckpts=1))

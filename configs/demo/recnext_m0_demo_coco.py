@@ -1,6 +1,6 @@
 # Demo: Mask R-CNN + FPN with a from-scratch RecNeXt-M0 on the synthetic shapes set
 # (tools/make_demo_data.py -> data/demo/coco), sized for a 2-core CPU in a few minutes.
-# Schedule: 12 epochs of 240 images, batch 1 process x 4 img, AdamW lr 1e-3.
+# Schedule: 6 epochs of 240 images (128x128), batch 1 process x 4 img, AdamW lr 1e-3.
 # Expected: bbox mAP >= 0.30 on the demo val set (see README for the measured figure).
 _base_ = '../recnext_m3_coco.py'
 
@@ -56,14 +56,14 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 
-max_epochs = 12
-train_cfg = dict(max_epochs=max_epochs, val_interval=4)
+max_epochs = 6
+train_cfg = dict(max_epochs=max_epochs, val_interval=3)
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[9, 11], gamma=0.1),
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[5], gamma=0.1),
 ]
 auto_scale_lr = dict(enable=False)
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=4, max_keep_ckpts=2))
+    checkpoint=dict(interval=3, max_keep_ckpts=1))
