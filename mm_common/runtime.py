@@ -116,7 +116,7 @@ def check_data_roots(cfg, splits: Iterable[str]) -> None:
             dataset = dataset['dataset']
         root = dataset.get('data_root', '')
         if root and not os.path.isdir(root):
-            raise UserError(f'{split} data root not found: {root} (see README "Training on COCO/ADE20K" '
+            raise UserError(f'{split} data root not found: {root} (see README "Training on COCO and ADE20K" '
                             f'for the layout, or pass --cfg-options {split}_dataloader.dataset.data_root=PATH)')
         ann = dataset.get('ann_file')
         if ann:

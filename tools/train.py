@@ -39,11 +39,17 @@ def load_config(args):
     from mmengine.config import Config, DictAction
     if not osp.isfile(args.config):
         raise UserError(f'config not found: {args.config}')
-    cfg = Config.fromfile(args.config)
+    try:
+        cfg = Config.fromfile(args.config)
+    except (SyntaxError, ImportError, FileNotFoundError, KeyError, TypeError, ValueError) as err:
+        raise UserError(f'cannot load config {args.config}: {one_line(err)}') from None
     if args.cfg_options:
         options = argparse.Namespace()
-        DictAction(option_strings=[], dest='options')(None, options, args.cfg_options)
-        cfg.merge_from_dict(options.options)
+        try:
+            DictAction(option_strings=[], dest='options')(None, options, args.cfg_options)
+            cfg.merge_from_dict(options.options)
+        except (KeyError, TypeError, ValueError) as err:
+            raise UserError(f'invalid config option: {one_line(err)}') from None
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
