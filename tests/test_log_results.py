@@ -143,6 +143,17 @@ def test_mmengine_detection_run_in_percent_by_epoch():
     assert list(run.loss_steps) == list(range(50, 451, 50))
 
 
+def test_logs_written_by_our_demo_training(capsys):
+    # Real scalars.json files from `make demo` (mmdet 3.x Mask R-CNN, mmseg 1.x FPN).
+    demo = FIXTURES / 'demo'
+    code, out, _ = cli(capsys, demo / 'coco', demo / 'ade', '--table')
+    assert code == 0
+    coco = table_cells(out, 'coco/20261122_174300/vis_data/scalars.json')
+    assert coco[1:] == ['mmengine', '79.5', '100.0', '95.3', '83.2', '100.0', '100.0', 'epoch 6', '79.5', '2']
+    ade = table_cells(out, 'ade/20261122_174745/vis_data/scalars.json')
+    assert ade[1:] == ['mmengine', '92.2', '98.8', '96.0', 'iter 200', '92.2', '2']
+
+
 def test_mmengine_work_dir_uses_the_newest_run(capsys):
     code, out, err = cli(capsys, MMDET_WORK_DIR)
     assert code == 0
