@@ -200,3 +200,13 @@ def test_pickled_objects_need_trust(tmp_path):
     backbone = RecNeXtBackbone('m0', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     with pytest.raises(CheckpointError, match=r'arbitrary objects \(argparse.Namespace\).*--trust-checkpoint'):
         backbone.init_weights()
+
+
+def test_params_and_macs_match_the_paper():
+    """The README's model table: deploy-form params and MACs at 224 vs the paper."""
+    from tools.benchmark import PUBLISHED, count_macs, count_params
+    for name, (paper_params, paper_macs) in PUBLISHED.items():
+        model = timm.create_model(name).eval().fuse()
+        # The paper rounds to one decimal (e.g. 6.85M is printed as 6.8M).
+        assert count_params(model) / 1e6 == pytest.approx(paper_params, abs=0.06), name
+        assert count_macs(model, 224) / 1e9 == pytest.approx(paper_macs, abs=0.06), name
