@@ -3,7 +3,7 @@ tools/test.py. Each one is narrow and says why it exists."""
 import os
 import pickle
 import re
-from typing import Iterable, List
+from typing import Iterable
 
 import numpy as np
 import torch

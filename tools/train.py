@@ -8,7 +8,6 @@
 The config's ``default_scope`` (mmdet or mmseg, from its ``_base_``) picks the task.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
