@@ -70,36 +70,31 @@ def test_config_loads_and_builds(config):
     assert list(neck_in) == model.backbone.out_channels
 
 
-def test_det_demo_train_iteration_and_test_pass(demo_data, tmp_path):
-    work = tmp_path / 'det'
-    # 4 images = one iteration of batch 4, then a val pass with the real CocoMetric.
-    result = run_tool('tools/train.py', DET_DEMO, '--work-dir', str(work), *demo_options(
-        demo_data, 'det', 'train_dataloader.dataset.indices=4', 'val_dataloader.dataset.indices=4',
-        'test_dataloader.dataset.indices=4', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
-        'default_hooks.checkpoint.interval=1'))
+# task -> (config, options for one training iteration, checkpoint, val metric, test output)
+ONE_ITERATION = {
+    'det': (DET_DEMO, ['train_dataloader.dataset.indices=4', 'train_cfg.max_epochs=1'],
+            'epoch_1.pth', 'coco/bbox_mAP', ['coco/bbox_mAP=', 'coco/segm_mAP=']),
+    'seg': (SEG_DEMO, ['train_cfg.max_iters=1', 'default_hooks.logger.interval=1'],
+            'iter_1.pth', 'mIoU', ['mIoU=']),
+}
+
+
+@pytest.mark.parametrize('task', ONE_ITERATION)
+def test_demo_train_iteration_and_test_pass(demo_data, tmp_path, task):
+    """One training iteration (batch 4), a val pass and a test pass with the real metric."""
+    config, train_options, checkpoint, metric, test_output = ONE_ITERATION[task]
+    work = tmp_path / task
+    result = run_tool('tools/train.py', config, '--work-dir', str(work), *demo_options(
+        demo_data, task, *train_options, 'val_dataloader.dataset.indices=4',
+        'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1'))
     assert result.returncode == 0, result.stderr[-3000:]
     records = scalars(work)
     assert any('loss' in r and r.get('iter') == 1 for r in records)
-    assert any('coco/bbox_mAP' in r for r in records)
-    result = run_tool('tools/test.py', DET_DEMO, str(work / 'epoch_1.pth'), '--work-dir', str(work),
-                      *demo_options(demo_data, 'det', 'test_dataloader.dataset.indices=4'))
+    assert any(metric in r for r in records)
+    result = run_tool('tools/test.py', config, str(work / checkpoint), '--work-dir', str(work),
+                      *demo_options(demo_data, task, 'test_dataloader.dataset.indices=4'))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert 'coco/bbox_mAP=' in result.stdout and 'coco/segm_mAP=' in result.stdout
-
-
-def test_seg_demo_train_iteration_and_test_pass(demo_data, tmp_path):
-    work = tmp_path / 'seg'
-    result = run_tool('tools/train.py', SEG_DEMO, '--work-dir', str(work), *demo_options(
-        demo_data, 'seg', 'val_dataloader.dataset.indices=4', 'test_dataloader.dataset.indices=4',
-        'train_cfg.max_iters=1', 'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1',
-        'default_hooks.logger.interval=1'))
-    assert result.returncode == 0, result.stderr[-3000:]
-    records = scalars(work)
-    assert any('loss' in r for r in records) and any('mIoU' in r for r in records)
-    result = run_tool('tools/test.py', SEG_DEMO, str(work / 'iter_1.pth'), '--work-dir', str(work),
-                      *demo_options(demo_data, 'seg', 'test_dataloader.dataset.indices=4'))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert 'mIoU=' in result.stdout
+    assert all(text in result.stdout for text in test_output), result.stdout
 
 
 def test_dist_train_two_gloo_processes_then_resume(demo_data, tmp_path):
@@ -126,6 +121,14 @@ def test_dist_train_two_gloo_processes_then_resume(demo_data, tmp_path):
     assert 'resumed epoch: 0, iter: 2' in log
     iters = [r['iter'] for r in scalars(work) if 'loss' in r]
     assert iters == [3, 4]
+
+    # And evaluate it with dist_test.sh on 2 CPU processes.
+    result = subprocess.run(
+        ['bash', 'tools/dist_test.sh', SEG_DEMO, str(work / 'iter_4.pth'), '2', '--work-dir', str(work),
+         *demo_options(demo_data, 'seg', 'test_dataloader.dataset.indices=4')],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert 'mIoU=' in result.stdout
 
 
 @pytest.mark.parametrize('options, message', [
