@@ -3,7 +3,8 @@ tools/test.py. Each one is narrow and says why it exists."""
 import os
 import pickle
 import re
-from typing import Iterable
+import sys
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -103,6 +104,25 @@ def configure_launch(cfg, launcher: str) -> str:
     wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
     cfg.model_wrapper_cfg = wrapper
     return f'distributed on CPU with gloo (rank {os.environ.get("RANK")}/{os.environ.get("WORLD_SIZE")})'
+
+
+def build_runner(cfg, splits: Iterable[str]):
+    """Check the data the run needs, allow mmengine's checkpoints, build the runner."""
+    check_data_roots(cfg, splits)
+    allow_mmengine_checkpoints()
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+
+
+def exit_code_of(job: Callable[[], None]) -> int:
+    """Run a tool's job: 0 when it succeeds, 2 with one ``error:`` line for bad input."""
+    try:
+        job()
+    except USER_ERRORS as err:
+        print(f'error: {one_line(err)}', file=sys.stderr)
+        return 2
+    return 0
 
 
 def check_data_roots(cfg, splits: Iterable[str]) -> None:

@@ -4,13 +4,14 @@
     tools/dist_test.sh configs/recnext_m3_coco.py CHECKPOINT 8
 """
 import argparse
+import numbers
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mm_common.runtime import (USER_ERRORS, UserError, allow_mmengine_checkpoints,  # noqa: E402
-                               check_data_roots, configure_launch, one_line)
+from mm_common.runtime import (UserError, build_runner, configure_launch,  # noqa: E402
+                               exit_code_of)
 from tools.train import load_config  # noqa: E402
 
 
@@ -26,29 +27,25 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def test(args) -> None:
+    if not osp.isfile(args.checkpoint):
+        raise UserError(f'checkpoint not found: {args.checkpoint}')
+    cfg = load_config(args)
+    configure_launch(cfg, args.launcher)
+    cfg.load_from = args.checkpoint
+    runner = build_runner(cfg, ('test',))
+    if args.out:
+        from mmengine.evaluator import DumpResults
+        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+    metrics = runner.test()
+    # numpy scalars (mmseg's metrics) format like floats.
+    print(' '.join(f'{k}={float(v):.4f}' if isinstance(v, numbers.Real) else f'{k}={v}'
+                   for k, v in metrics.items()))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        if not osp.isfile(args.checkpoint):
-            raise UserError(f'checkpoint not found: {args.checkpoint}')
-        cfg = load_config(args)
-        configure_launch(cfg, args.launcher)
-        cfg.load_from = args.checkpoint
-        check_data_roots(cfg, ('test',))
-        allow_mmengine_checkpoints()
-
-        from mmengine.registry import RUNNERS
-        from mmengine.runner import Runner
-        runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-        if args.out:
-            from mmengine.evaluator import DumpResults
-            runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-        metrics = runner.test()
-        print(' '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}' for k, v in metrics.items()))
-    except USER_ERRORS as err:
-        print(f'error: {one_line(err)}', file=sys.stderr)
-        return 2
-    return 0
+    return exit_code_of(lambda: test(args))
 
 
 if __name__ == '__main__':

@@ -13,8 +13,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mm_common.runtime import (USER_ERRORS, UserError, allow_mmengine_checkpoints,  # noqa: E402
-                               check_data_roots, configure_launch, one_line)
+from mm_common.runtime import (UserError, build_runner, configure_launch,  # noqa: E402
+                               exit_code_of, one_line)
 
 
 def parse_args(argv=None):
@@ -54,34 +54,28 @@ def load_config(args):
     return cfg
 
 
+def train(args) -> None:
+    cfg = load_config(args)
+    how = configure_launch(cfg, args.launcher)
+    if args.amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.auto_scale_lr:
+        cfg.setdefault('auto_scale_lr', {})['enable'] = True
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume:
+        if not osp.isfile(args.resume):
+            raise UserError(f'checkpoint to resume not found: {args.resume}')
+        cfg.resume, cfg.load_from = True, args.resume
+    runner = build_runner(cfg, ('train', 'val'))
+    runner.logger.info(f'launch: {how}')
+    runner.train()
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        cfg = load_config(args)
-        how = configure_launch(cfg, args.launcher)
-        if args.amp:
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-        if args.auto_scale_lr:
-            cfg.setdefault('auto_scale_lr', {})['enable'] = True
-        if args.resume == 'auto':
-            cfg.resume, cfg.load_from = True, None
-        elif args.resume:
-            if not osp.isfile(args.resume):
-                raise UserError(f'checkpoint to resume not found: {args.resume}')
-            cfg.resume, cfg.load_from = True, args.resume
-        check_data_roots(cfg, ('train', 'val'))
-        allow_mmengine_checkpoints()
-
-        from mmengine.registry import RUNNERS
-        from mmengine.runner import Runner
-        runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-        runner.logger.info(f'launch: {how}')
-        runner.train()
-    except USER_ERRORS as err:
-        print(f'error: {one_line(err)}', file=sys.stderr)
-        return 2
-    return 0
+    return exit_code_of(lambda: train(args))
 
 
 if __name__ == '__main__':
