@@ -178,3 +178,17 @@ def test_checkpoint_with_no_matching_keys_is_one_line(demo_data, tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1] == (
         f'error: {bogus}: no keys match RecNeXt-m0; pass a RecNeXt classifier or backbone checkpoint')
+
+
+def test_pretrained_classifier_release_loads_and_is_logged(demo_data, tmp_path):
+    """init_cfg takes a raw {'model': ...} release; the report lands in the run's log."""
+    import timm
+    import backbones  # noqa: F401
+    release = tmp_path / 'recnext_m0_release.pth'
+    torch.save({'model': timm.create_model('recnext_m0').state_dict()}, release)
+    result = run_tool('tools/train.py', pretrained_config(tmp_path, release), '--work-dir',
+                      str(tmp_path / 'work'), *demo_options(demo_data, 'seg', 'train_cfg.max_iters=1',
+                                                            'train_cfg.val_interval=100'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = next((tmp_path / 'work').glob('*/*.log')).read_text()
+    assert f'RecNeXt-m0: loaded 368 tensors from {release} [model]; dropped classifier keys: 14' in log

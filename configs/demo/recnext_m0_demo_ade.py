@@ -48,3 +48,4 @@ param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=1e-6, begin=0, end=max
 default_hooks = dict(
     logger=dict(interval=20),
     checkpoint=dict(by_epoch=False, interval=100, max_keep_ckpts=1))
+randomness = dict(seed=0)  # a reproducible demo

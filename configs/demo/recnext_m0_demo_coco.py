@@ -67,3 +67,4 @@ auto_scale_lr = dict(enable=False)
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=3, max_keep_ckpts=1))
+randomness = dict(seed=0)  # a reproducible demo
