@@ -7,6 +7,7 @@ loading of raw classifier checkpoints. mmengine calls ``init_weights()`` on any 
 module that has one, so no mm base class is needed here.
 """
 import logging
+import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -40,7 +41,6 @@ def guess_family(keys) -> Optional[str]:
 
 def _download(url: str) -> str:
     """Fetch an http(s) checkpoint into torch's hub cache and return the local path."""
-    import os
     from torch.hub import download_url_to_file, get_dir
     target = os.path.join(get_dir(), 'checkpoints', os.path.basename(url.split('?')[0]))
     if not os.path.isfile(target):
@@ -177,6 +177,10 @@ class MultiScaleBackbone(nn.Module):
     def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> dict:
         """Load a classifier or backbone checkpoint; returns what was (not) loaded."""
         path = _download(checkpoint) if re.match(r'https?://', str(checkpoint)) else str(checkpoint)
+        if not os.path.isfile(path):
+            raise CheckpointError(
+                f'checkpoint not found: {path} (convert a released classifier with '
+                f'convert_to_backbone_weights, see the README)')
         state_dict, wrapper = unwrap_state_dict(load_checkpoint_file(
             path, trust_hint='convert it once with convert_to_backbone_weights --trust-checkpoint'))
         prefix = prefix if prefix is not None else (

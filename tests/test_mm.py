@@ -167,7 +167,9 @@ def test_missing_pretrained_checkpoint_is_one_line(demo_data, tmp_path):
     result = run_tool('tools/train.py', pretrained_config(tmp_path, '/no/such.pth'), '--work-dir',
                       str(tmp_path / 'work'), *demo_options(demo_data, 'seg', 'train_cfg.max_iters=1'))
     assert result.returncode == 2, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines()[-1] == 'error: checkpoint not found: /no/such.pth'
+    assert result.stderr.strip().splitlines()[-1] == (
+        'error: checkpoint not found: /no/such.pth (convert a released classifier with '
+        'convert_to_backbone_weights, see the README)')
 
 
 def test_checkpoint_with_no_matching_keys_is_one_line(demo_data, tmp_path):
