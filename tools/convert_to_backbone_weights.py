@@ -73,35 +73,32 @@ class UsageError(ValueError):
 
 
 # ---- family rules --------------------------------------------------------------------
-def _same_keys(state_dict: StateDict) -> StateDict:
-    return state_dict
-
-
 @dataclass(frozen=True)
 class FamilyRules:
     """How one family's classifier checkpoints become backbone checkpoints.
 
-    Read from the backbone class, so a new family plugs in by defining on its class:
+    Read from the backbone class (a ``MultiScaleBackbone``, which also holds the
+    defaults), so a new family plugs in by overriding on its class:
 
     * ``classifier_prefixes``: top-level key prefixes, in the checkpoint's layout, that
       only the classifier has (``head``, a final ``norm`` the backbone lacks, ...);
-    * ``remap_classifier_keys(state_dict) -> state_dict`` (optional, static or class
-      method): checkpoint layout -> backbone layout; identity when absent;
-    * ``crop_classifier_kernels = True`` (optional): the backbone uses smaller kernels
-      than the classifier, so larger odd kernels are centre-cropped.
+    * ``remap_classifier_keys(state_dict) -> state_dict``: checkpoint layout ->
+      backbone layout (identity by default; ``init_cfg`` loading uses it too);
+    * ``crop_classifier_kernels = True``: the backbone uses smaller kernels than the
+      classifier, so larger odd kernels are centre-cropped.
     """
 
     family: str
     classifier_prefixes: Tuple[str, ...]
-    remap_keys: Callable[[StateDict], StateDict] = _same_keys
-    crop_kernels: bool = False
+    remap_keys: Callable[[StateDict], StateDict]
+    crop_kernels: bool
 
     @classmethod
     def of(cls, backbone_cls) -> 'FamilyRules':
         return cls(family=backbone_cls.family,
                    classifier_prefixes=tuple(backbone_cls.classifier_prefixes),
-                   remap_keys=getattr(backbone_cls, 'remap_classifier_keys', _same_keys),
-                   crop_kernels=bool(getattr(backbone_cls, 'crop_classifier_kernels', False)))
+                   remap_keys=backbone_cls.remap_classifier_keys,
+                   crop_kernels=bool(backbone_cls.crop_classifier_kernels))
 
 
 @dataclass(frozen=True)
