@@ -1,15 +1,20 @@
 """The dense-prediction wrapper shared by every family (pure PyTorch, no mm imports).
 
-A family subclasses :class:`MultiScaleBackbone`, names its archs and builds its stem and
-stages; this class adds what detection and segmentation need: ``out_indices``,
+A family subclasses :class:`MultiScaleBackbone`, names its archs and builds its trunk;
+this class adds what detection and segmentation need: ``out_indices``,
 ``frozen_stages``, ``norm_eval``, ``deploy`` and ``init_cfg=dict(type='Pretrained')``
 loading of raw classifier checkpoints. mmengine calls ``init_weights()`` on any child
 module that has one, so no mm base class is needed here.
+
+The default trunk is ``self.stem`` followed by ``self.stages``. A family whose
+checkpoints name their parts otherwise (ConvNeXt's ``downsample_layers`` + ``stages``, a
+wrapped timm feature extractor) keeps those names and overrides the three trunk hooks:
+:meth:`forward_stages`, :meth:`stem_modules` and :meth:`stage_modules`.
 """
 import logging
 import os
 import re
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -88,10 +93,11 @@ class MultiScaleBackbone(nn.Module):
             raise BackboneConfigError(
                 f"unknown {self.family} arch '{arch}': choose one of {', '.join(self.archs)}")
         self.arch = arch
-        self.stem, stages, info = self.build(arch, drop_path_rate=drop_path_rate,
-                                             in_channels=in_channels)
-        self.stages = nn.ModuleList(stages)
-        num_stages = len(self.stages)
+        # Set before build(), which may construct the fused form directly (and say so).
+        self.deploy = deploy
+        self.fused = False
+        info = self.build(arch, drop_path_rate=drop_path_rate, in_channels=in_channels)
+        num_stages = len(info)
         out_indices = tuple(int(i) for i in out_indices)
         bad = [i for i in out_indices if not -num_stages <= i < num_stages]
         if bad or not out_indices:
@@ -102,16 +108,34 @@ class MultiScaleBackbone(nn.Module):
             raise BackboneConfigError(f'frozen_stages={frozen_stages} invalid: use -1 (none) to {num_stages}')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
-        self.deploy = deploy
-        self.fused = False
         self.init_cfg = init_cfg
         self.feature_info = [dict(num_chs=info[i]['num_chs'], reduction=info[i]['reduction'],
-                                  module=f'stages.{i}') for i in self.out_indices]
+                                  module=info[i].get('module', f'stages.{i}')) for i in self.out_indices]
         self._freeze()
 
-    def build(self, arch: str, drop_path_rate: float, in_channels: int):
-        """Return (stem, list of stages, per-stage feature info dicts)."""
+    def build(self, arch: str, drop_path_rate: float, in_channels: int) -> List[dict]:
+        """Create the trunk's modules as attributes, named as in the family's checkpoints,
+        and return one feature-info dict (``num_chs``, ``reduction``) per stage.
+
+        The default hooks below expect ``self.stem`` and ``self.stages`` (indexable).
+        """
         raise NotImplementedError
+
+    # ---- trunk hooks (override where the trunk is not stem + stages) ---------------
+    def forward_stages(self, x: torch.Tensor, last: int) -> Iterator[torch.Tensor]:
+        """Yield the output features of stages 0..last, in order."""
+        x = self.stem(x)
+        for stage in self.stages[:last + 1]:
+            x = stage(x)
+            yield x
+
+    def stem_modules(self) -> List[nn.Module]:
+        """What ``frozen_stages=0`` freezes."""
+        return [self.stem]
+
+    def stage_modules(self, index: int) -> List[nn.Module]:
+        """The modules of stage ``index`` (downsampling included), for freezing."""
+        return [self.stages[index]]
 
     @property
     def out_channels(self) -> List[int]:
@@ -125,13 +149,8 @@ class MultiScaleBackbone(nn.Module):
                                    'inference only; build it with deploy=False to train')
             if not self.fused:
                 self.switch_to_deploy()
-        outs = []
-        x = self.stem(x)
-        for index, stage in enumerate(self.stages[:self.out_indices[-1] + 1]):
-            x = stage(x)
-            if index in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
+        return tuple(feature for index, feature in enumerate(self.forward_stages(x, self.out_indices[-1]))
+                     if index in self.out_indices)
 
     def switch_to_deploy(self) -> 'MultiScaleBackbone':
         """Fold BN into the convs in place (inference form, same outputs in eval mode)."""
@@ -144,7 +163,8 @@ class MultiScaleBackbone(nn.Module):
     def _frozen_modules(self) -> List[nn.Module]:
         if self.frozen_stages < 0:
             return []
-        return [self.stem] + list(self.stages[:self.frozen_stages])
+        return self.stem_modules() + [module for index in range(self.frozen_stages)
+                                      for module in self.stage_modules(index)]
 
     def _freeze(self):
         for module in self._frozen_modules():

@@ -264,8 +264,9 @@ class RecNeXtBackbone(MultiScaleBackbone):
     archs = RECNEXT_ARCHS
 
     def build(self, arch: str, drop_path_rate: float, in_channels: int):
-        stem, stages, info = build_trunk(arch, in_channels, drop_path_rate)
-        return stem, list(stages), info
+        self.stem, stages, info = build_trunk(arch, in_channels, drop_path_rate)
+        self.stages = nn.ModuleList(stages)
+        return info
 
 
 def _cfg(**kwargs) -> dict:

@@ -246,7 +246,9 @@ class TinyKernelBackbone(MultiScaleBackbone):
         return OrderedDict((re.sub(r'^layers\.', 'stages.', k), v) for k, v in state_dict.items())
 
     def build(self, arch, drop_path_rate, in_channels):
-        return tiny_trunk(self.archs[arch][0], in_channels)
+        self.stem, stages, info = tiny_trunk(self.archs[arch][0], in_channels)
+        self.stages = nn.ModuleList(stages)
+        return info
 
 
 class TinyClassifier(nn.Module):
