@@ -31,3 +31,53 @@ def demo_data(tmp_path_factory):
     out = tmp_path_factory.mktemp('demo')
     make_demo_data(['--out', str(out), '--seed', '0'])
     return out
+
+
+REFERENCE_OUTPUTS = SHARED / 'data' / 'reference_outputs'
+
+
+def set_reference_weights(model, seed: int = 7):
+    """Fill ``model``'s state the way reference_outputs/README.md says the authors' was filled."""
+    import math
+
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    state = model.state_dict()
+    for key in sorted(state):
+        tensor = state[key]
+        if not tensor.is_floating_point() or key.endswith('theta'):
+            continue
+        shape = tuple(tensor.shape)
+        if key.endswith('running_var'):
+            value = torch.rand(shape, generator=g, dtype=torch.float64) + 0.5
+        elif len(shape) >= 2:
+            fan_in = max(1, math.prod(shape[1:]))
+            value = torch.randn(shape, generator=g, dtype=torch.float64) / math.sqrt(fan_in)
+        elif key.endswith('weight'):
+            value = 1 + 0.1 * torch.randn(shape, generator=g, dtype=torch.float64)
+        else:
+            value = 0.1 * torch.randn(shape, generator=g, dtype=torch.float64)
+        with torch.no_grad():
+            tensor.copy_(value)
+    return model
+
+
+def load_reference(name: str) -> dict:
+    """reference_outputs/<name>.pt: inputs, outputs, keys, seed (skips if absent)."""
+    import torch
+    path = REFERENCE_OUTPUTS / f'{name}.pt'
+    if not path.is_file():
+        pytest.skip(f'reference outputs not found: {path}')
+    return torch.load(path, weights_only=False)
+
+
+def assert_matches_reference(model, reference: dict, tol: float = 1e-4):
+    """Every reference input gives the reference logits within ``tol`` relative to the largest."""
+    import torch
+    model.eval()
+    with torch.no_grad():
+        for x, expected in zip(reference['inputs'], reference['outputs']):
+            got = model(x)
+            scale = expected.abs().max().item()
+            error = (got - expected).abs().max().item() / scale
+            assert got.shape == expected.shape and error <= tol, (tuple(x.shape), error)

@@ -210,3 +210,13 @@ def test_params_and_macs_match_the_paper():
         # The paper rounds to one decimal (e.g. 6.85M is printed as 6.8M).
         assert count_params(model) / 1e6 == pytest.approx(paper_params, abs=0.06), name
         assert count_macs(model, 224) / 1e9 == pytest.approx(paper_macs, abs=0.06), name
+
+
+def test_matches_authors_reference_outputs():
+    """The authors' code, on the README's seeded weights, unfused and fused (odd 97x131 input too)."""
+    from conftest import assert_matches_reference, load_reference, set_reference_weights
+    reference = load_reference('recnext_m3')
+    model = set_reference_weights(timm.create_model('recnext_m3'))
+    assert list(model.state_dict()) == list(reference['keys'])
+    assert_matches_reference(model, reference)
+    assert_matches_reference(model.fuse(), reference)
