@@ -1,14 +1,20 @@
-"""RecNeXt-M: recursive large-kernel convolutions on a MetaNeXt trunk.
+"""RecNeXt: recursive large-kernel token mixers on a MetaNeXt trunk.
 
 Reference: Zhao et al., "RecConv: Efficient Recursive Convolutions for Multi-Frequency
-Representations" (https://github.com/suous/RecNeXt). Parameter names follow the
-authors' checkpoints exactly, so their ``{'model': state_dict}`` files load strictly.
+Representations" (https://github.com/suous/RecNeXt). Two series share the trunk:
 
-``timm.create_model('recnext_m3')`` builds the ImageNet classifier (``features_only=True``
-works); :class:`RecNeXtBackbone` is the dense-prediction trunk that the mm glue
-registers as ``type='RecNeXt'``.
+* M0-M5 mix tokens with :class:`RecConv2d` (recursive depthwise convs, bilinear upsampling);
+* A0-A5 mix tokens with :class:`RecAttn2d` (one stride-2 level whose coarse map goes through
+  a linear attention, nearest upsampling).
+
+Parameter names follow the authors' checkpoints exactly, so their ``{'model': state_dict}``
+files load strictly. ``timm.create_model('recnext_m3')`` / ``('recnext_a3')`` builds the
+ImageNet classifier (``features_only=True`` works); :class:`RecNeXtBackbone` is the
+dense-prediction trunk that the mm glue registers as ``type='RecNeXt'``. Both take
+``recconv=dict(mode=..., variant=..., kernel_size=...)`` (see :func:`recconv_options`) to
+swap in the paper's RecConv variants.
 """
-from typing import List, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -18,22 +24,73 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from torch import nn
 
 from ._fusion import fuse_bn_linear, fuse_conv_bn, fuse_modules
-from .multiscale import FAMILY_KEY_SIGNATURES, MultiScaleBackbone
+from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
 
-__all__ = ['RecNeXt', 'RecNeXtBackbone', 'RecConv2d', 'RECNEXT_ARCHS']
+__all__ = ['RecNeXt', 'RecNeXtBackbone', 'RecConv2d', 'RecAttn2d', 'LinearAttention',
+           'RECNEXT_ARCHS', 'recconv_options']
 
-# arch -> (embed dims, depths, default drop path rate of the ImageNet recipe)
+
+class RecNeXtArch(NamedTuple):
+    dims: Tuple[int, ...]
+    depths: Tuple[int, ...]
+    drop_path_rate: float  # default of the ImageNet recipe
+    mlp_ratio: float  # MLP hidden width = int(dim * mlp_ratio)
+    attention: bool  # A-series token mixer (RecAttn2d) instead of RecConv2d
+
+
 RECNEXT_ARCHS = {
-    'm0': ((40, 80, 160, 320), (2, 2, 9, 1), 0.0),
-    'm1': ((48, 96, 192, 384), (3, 3, 15, 2), 0.0),
-    'm2': ((56, 112, 224, 448), (3, 3, 15, 2), 0.0),
-    'm3': ((64, 128, 256, 512), (3, 3, 13, 2), 0.0),
-    'm4': ((64, 128, 256, 512), (5, 5, 25, 4), 0.2),
-    'm5': ((80, 160, 320, 640), (7, 7, 35, 2), 0.3),
+    'm0': RecNeXtArch((40, 80, 160, 320), (2, 2, 9, 1), 0.0, 2, False),
+    'm1': RecNeXtArch((48, 96, 192, 384), (3, 3, 15, 2), 0.0, 2, False),
+    'm2': RecNeXtArch((56, 112, 224, 448), (3, 3, 15, 2), 0.0, 2, False),
+    'm3': RecNeXtArch((64, 128, 256, 512), (3, 3, 13, 2), 0.0, 2, False),
+    'm4': RecNeXtArch((64, 128, 256, 512), (5, 5, 25, 4), 0.2, 2, False),
+    'm5': RecNeXtArch((80, 160, 320, 640), (7, 7, 35, 2), 0.3, 2, False),
+    'a0': RecNeXtArch((40, 80, 160, 320), (2, 2, 9, 1), 0.0, 2, True),
+    'a1': RecNeXtArch((48, 96, 192, 384), (3, 3, 15, 2), 0.0, 2, True),
+    'a2': RecNeXtArch((56, 112, 224, 448), (3, 3, 15, 2), 0.0, 2, True),
+    'a3': RecNeXtArch((64, 128, 256, 512), (3, 3, 13, 2), 0.0, 1.875, True),
+    'a4': RecNeXtArch((64, 128, 256, 512), (5, 5, 25, 4), 0.2, 1.875, True),
+    'a5': RecNeXtArch((80, 160, 320, 640), (7, 7, 35, 2), 0.3, 1.875, True),
 }
-MLP_RATIO = 2
-# The shared stride-2 conv of RecConv2d only exists in RecNeXt checkpoints.
-FAMILY_KEY_SIGNATURES['RecNeXt'] = r'token_mixer\.down\.weight$'
+# The token mixer's stride-2 conv (M: a bare conv, A: a ConvNorm) only exists in RecNeXt checkpoints.
+FAMILY_KEY_SIGNATURES['RecNeXt'] = r'token_mixer\.down\.(0\.conv\.)?weight$'
+
+UPSAMPLE_MODES = ('bilinear', 'nearest', 'transpose')
+RECCONV_VARIANTS = ('shared', 'group', 'split')
+
+
+def recconv_options(recconv: Optional[dict], attention: bool) -> dict:
+    """Validate the user's ``recconv`` dict and fill the series' defaults.
+
+    ``mode``: how a coarse level returns to the finer size: ``'bilinear'`` (M default),
+    ``'nearest'`` (A default) or ``'transpose'`` (a depthwise transposed conv, kernel k+1,
+    stride 2). ``variant`` (RecConv2d only): ``'shared'`` (the paper's: one stride-2 conv
+    reused at every level), ``'group'`` (each level also halves the channels with grouped
+    convs; needs ``mode='transpose'`` to restore them) or ``'split'`` (each level recurses on
+    half the channels and concatenates the other half on the way up). ``kernel_size``: odd.
+    """
+    options = dict(mode='nearest' if attention else 'bilinear', variant='shared', kernel_size=5)
+    given = dict(recconv or {})
+    unknown = sorted(set(given) - set(options))
+    if unknown:
+        raise BackboneConfigError(f"unknown recconv option(s) {', '.join(unknown)}: "
+                                  f"use {', '.join(options)}")
+    options.update(given)
+    if options['mode'] not in UPSAMPLE_MODES:
+        raise BackboneConfigError(f"recconv mode={options['mode']!r} is not one of {', '.join(UPSAMPLE_MODES)}")
+    if options['variant'] not in RECCONV_VARIANTS:
+        raise BackboneConfigError(
+            f"recconv variant={options['variant']!r} is not one of {', '.join(RECCONV_VARIANTS)}")
+    if attention and options['variant'] != 'shared':
+        raise BackboneConfigError(f"recconv variant={options['variant']!r} applies to the M-series "
+                                  "RecConv2d only; the A-series RecAttn2d takes mode and kernel_size")
+    if options['variant'] == 'group' and options['mode'] != 'transpose':
+        raise BackboneConfigError("recconv variant='group' restores the halved channels with "
+                                  "transposed convs: set mode='transpose'")
+    kernel_size = options['kernel_size']
+    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        raise BackboneConfigError(f'recconv kernel_size={kernel_size!r} must be a positive odd int')
+    return options
 
 
 class ConvNorm(nn.Sequential):
@@ -49,76 +106,230 @@ class ConvNorm(nn.Sequential):
         return fuse_conv_bn(self.conv, self.norm)
 
 
+def depthwise_conv(channels: int, kernel_size: int, stride: int = 1, norm: bool = False) -> nn.Module:
+    """'Same'-padded depthwise conv (output size ceil(input / stride)), optionally + BN."""
+    if norm:
+        return ConvNorm(channels, channels, kernel_size, stride, kernel_size // 2, groups=channels)
+    return nn.Conv2d(channels, channels, kernel_size, stride, kernel_size // 2, groups=channels, bias=False)
+
+
 def conv_mlp(channels: int, hidden: int) -> nn.Sequential:
     """1x1 ConvNorm -> GELU -> 1x1 ConvNorm (indices 0 and 2 are checkpoint keys)."""
     return nn.Sequential(ConvNorm(channels, hidden), nn.GELU(), ConvNorm(hidden, channels))
 
 
+# ---- upsampling back to a saved size --------------------------------------------------------
+class Resize(nn.Module):
+    """Parameter-free upsampling by interpolation to an exact size."""
+
+    def __init__(self, mode: str):
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor, size) -> torch.Tensor:
+        align = dict(align_corners=False) if self.mode == 'bilinear' else {}
+        return F.interpolate(x, size=size, mode=self.mode, **align)
+
+    def extra_repr(self) -> str:
+        return f'mode={self.mode!r}'
+
+
+class TransposedUpsample(nn.ConvTranspose2d):
+    """Stride-2 transposed conv (kernel k+1, padding k//2: exactly 2x the input), then cropped
+    or zero-padded at the bottom/right to the saved size, so odd sizes work too."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
+        super().__init__(in_channels, out_channels, kernel_size + 1, stride=2, padding=kernel_size // 2,
+                         groups=in_channels, bias=False)
+
+    def forward(self, x: torch.Tensor, size) -> torch.Tensor:
+        x = super().forward(x)
+        # F.pad with a negative amount crops.
+        return F.pad(x, (0, size[1] - x.shape[-1], 0, size[0] - x.shape[-2]))
+
+
+def make_upsample(mode: str, in_channels: int, out_channels: int, kernel_size: int) -> nn.Module:
+    if mode == 'transpose':
+        return TransposedUpsample(in_channels, out_channels, kernel_size)
+    return Resize(mode)
+
+
+# ---- M-series token mixer ----------------------------------------------------------------------
 class RecConv2d(nn.Module):
     """Recursive depthwise convolution.
 
-    The input is downsampled ``level`` times by one shared stride-2 depthwise conv. Going
-    back up, each level is convolved, added to the next finer level, and bilinearly
-    resized to that level's saved size, so any input size (odd ones too) works. The
-    effective receptive field grows with each level while cost stays near one 5x5 conv.
+    The input is downsampled ``level`` times by stride-2 depthwise convs. Going back up, each
+    level is convolved, merged into the next finer level and upsampled to that level's saved
+    size, so any input size (odd ones too) works. The effective receptive field grows with
+    each level while the cost stays near one kxk conv. Variants (see :func:`recconv_options`):
+
+    * ``shared``: one ``down`` conv reused at every level; merge by addition (the paper's);
+    * ``group``: ``downs[l]`` halves the channels (grouped, 2 inputs per output), the
+      transposed-conv ``ups`` double them back; merge by addition;
+    * ``split``: each level keeps half the channels and recurses on the other half
+      (``downs[l]`` is depthwise on that half); merge by concatenation.
+
+    ``convs`` and ``ups`` are ordered coarsest first; ``convs[-1]`` is the full-resolution conv.
     """
 
-    def __init__(self, channels: int, kernel_size: int = 5, level: int = 1):
+    def __init__(self, channels: int, kernel_size: int = 5, level: int = 1, mode: str = 'bilinear',
+                 variant: str = 'shared'):
         super().__init__()
         if level < 1:
             raise ValueError(f'RecConv2d needs level >= 1, got {level}')
+        if variant == 'group' and channels % 2 ** level:
+            raise BackboneConfigError(
+                f"recconv variant='group' halves the channels {level} times: {channels} channels "
+                f'are not divisible by {2 ** level}; use variant shared or split')
+        if variant == 'split' and channels >> level < 1:
+            raise BackboneConfigError(f"recconv variant='split': {channels} channels cannot be halved {level} times")
+        if variant == 'group' and mode != 'transpose':
+            raise BackboneConfigError("recconv variant='group' needs mode='transpose'")
         self.level = level
-        conv_args = dict(in_channels=channels, out_channels=channels, groups=channels,
-                         kernel_size=kernel_size, padding=kernel_size // 2, bias=False)
-        self.down = nn.Conv2d(stride=2, **conv_args)
-        self.convs = nn.ModuleList(nn.Conv2d(**conv_args) for _ in range(level + 1))
+        self.variant = variant
+        # Channels at each level, finest first (split keeps the floor half, as torch.chunk does).
+        widths = [channels if variant == 'shared' else channels >> index for index in range(level + 1)]
+        if variant == 'shared':
+            self.down = depthwise_conv(channels, kernel_size, stride=2)
+        elif variant == 'group':
+            self.downs = nn.ModuleList(
+                nn.Conv2d(widths[i], widths[i + 1], kernel_size, 2, kernel_size // 2, groups=widths[i + 1],
+                          bias=False) for i in range(level))
+        else:
+            self.downs = nn.ModuleList(depthwise_conv(widths[i + 1], kernel_size, stride=2) for i in range(level))
+        self.convs = nn.ModuleList(depthwise_conv(widths[i], kernel_size) for i in reversed(range(level + 1)))
+        self.ups = nn.ModuleList(make_upsample(mode, widths[i + 1], widths[i], kernel_size)
+                                 for i in reversed(range(level)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.variant == 'split':
+            return self._forward_split(x)
+        downs = [self.down] * self.level if self.variant == 'shared' else self.downs
         sizes, pyramid = [], []
         coarse = x
-        for _ in range(self.level):
+        for down in downs:
             sizes.append(coarse.shape[-2:])
-            coarse = self.down(coarse)
+            coarse = down(coarse)
             pyramid.append(coarse)
         upsampled = None
-        # Coarsest level first: convs[0] sees the smallest map.
-        for conv, feature, size in zip(self.convs, reversed(pyramid), reversed(sizes)):
+        for conv, up, feature, size in zip(self.convs, self.ups, reversed(pyramid), reversed(sizes)):
             mixed = feature if upsampled is None else feature + upsampled
-            upsampled = F.interpolate(conv(mixed), size=size, mode='bilinear', align_corners=False)
-        return self.convs[self.level](x + upsampled)
+            upsampled = up(conv(mixed), size)
+        return self.convs[-1](x + upsampled)
+
+    def _forward_split(self, x: torch.Tensor) -> torch.Tensor:
+        kept = []
+        for down in self.downs:
+            # chunk gives the first part the extra channel of an odd count: it is kept.
+            keep, x = torch.chunk(x, 2, dim=1)
+            kept.append((keep, x.shape[-2:]))
+            x = down(x)
+        for conv, up, (keep, size) in zip(self.convs, self.ups, reversed(kept)):
+            x = torch.cat([keep, up(conv(x), size)], dim=1)
+        return self.convs[-1](x)
+
+    def absorb_output_norm(self, norm: nn.BatchNorm2d):
+        """Fold a BN applied to this module's output into its last (full-resolution) conv."""
+        self.convs[-1] = fuse_conv_bn(self.convs[-1], norm)
 
 
-class RecNeXtBlock(nn.Module):
-    """x + MLP(BN(RecConv2d(x))): token mixing, then channel mixing."""
+# ---- A-series token mixer ----------------------------------------------------------------------
+def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Normalised linear attention, ``[b, heads, d, n]`` each -> ``[b, heads, n, d]``.
 
-    def __init__(self, channels: int, level: int, drop_path: float = 0.0):
+    out_i = sum_j (q_i . k_j) v_j / n / (q_i . mean(k) + eps): the authors' n x n form
+    ``A = q^T k; A / (mean_j A + eps); (A n^-1/2) (v^T n^-1/2)`` regrouped as q^T (k v^T / n),
+    which costs O(n d^2) instead of O(n^2 d) (detection-sized maps make n large).
+    """
+    scale = q.shape[-1] ** -0.5
+    q_t = q.transpose(-1, -2)
+    kv = (k * scale) @ (v.transpose(-1, -2) * scale)  # [b, heads, d, d]
+    return q_t @ kv / (q_t @ k.mean(dim=-1, keepdim=True) + eps)
+
+
+class LinearAttention(nn.Module):
+    """Multi-head linear attention with ELU+1 features; v is the input itself, and a 3x3
+    depthwise ConvNorm of it is added as a positional term."""
+
+    def __init__(self, channels: int, num_heads: int):
         super().__init__()
-        self.token_mixer = RecConv2d(channels, kernel_size=5, level=level)
-        self.norm = nn.BatchNorm2d(channels)
-        self.channel_mixer = conv_mlp(channels, channels * MLP_RATIO)
+        if channels % num_heads:
+            raise BackboneConfigError(f'LinearAttention: {channels} channels do not split into {num_heads} heads')
+        self.num_heads = num_heads
+        # q and k from one grouped 1x1 conv: the first half of the channels feeds q, the second k.
+        self.qk = ConvNorm(channels, channels * 2, groups=2)
+        self.pe = depthwise_conv(channels, 3, norm=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k = (F.elu(self.qk(x)) + 1.0).view(b, 2, self.num_heads, c // self.num_heads, h * w).unbind(dim=1)
+        v = x.view(b, self.num_heads, c // self.num_heads, h * w)
+        out = linear_attention(q, k, v)
+        return out.transpose(-1, -2).reshape(b, c, h, w) + self.pe(x)
+
+
+class RecAttn2d(nn.Module):
+    """One recursive level with attention: conv_kxk(x + up(attention(down(x)))).
+
+    ``down`` (checkpoint keys ``down.0``, ``down.1``) is a stride-2 depthwise ConvNorm then
+    :class:`LinearAttention`; the result returns to the input size by ``mode`` (nearest in the
+    paper); ``conv`` is a depthwise ConvNorm at full resolution.
+    """
+
+    def __init__(self, channels: int, num_heads: int, kernel_size: int = 5, mode: str = 'nearest'):
+        super().__init__()
+        self.down = nn.Sequential(depthwise_conv(channels, kernel_size, stride=2, norm=True),
+                                  LinearAttention(channels, num_heads))
+        self.up = make_upsample(mode, channels, channels, kernel_size)
+        self.conv = depthwise_conv(channels, kernel_size, norm=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x + self.up(self.down(x), x.shape[-2:]))
+
+
+# ---- trunk ---------------------------------------------------------------------------------
+class RecNeXtBlock(nn.Module):
+    """x + MLP(norm(token_mixer(x))). M: a BN after RecConv2d; A: no norm (no key either)."""
+
+    def __init__(self, token_mixer: nn.Module, channels: int, mlp_ratio: float, drop_path: float = 0.0,
+                 norm: bool = True):
+        super().__init__()
+        self.token_mixer = token_mixer
+        self.norm = nn.BatchNorm2d(channels) if norm else nn.Identity()
+        self.channel_mixer = conv_mlp(channels, int(channels * mlp_ratio))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x):
         return x + self.drop_path(self.channel_mixer(self.norm(self.token_mixer(x))))
 
     def fuse(self) -> nn.Module:
-        # The BN after the recursive conv folds into its last (full-resolution) conv.
-        convs = self.token_mixer.convs
-        convs[-1] = fuse_conv_bn(convs[-1], self.norm)
-        self.norm = nn.Identity()
+        if isinstance(self.norm, nn.BatchNorm2d):
+            self.token_mixer.absorb_output_norm(self.norm)
+            self.norm = nn.Identity()
         return self
+
+
+def make_block(spec: RecNeXtArch, channels: int, stage: int, drop_path: float, options: dict) -> RecNeXtBlock:
+    if spec.attention:
+        # Heads double per stage: 2, 4, 8, 16.
+        mixer = RecAttn2d(channels, num_heads=2 ** (stage + 1), kernel_size=options['kernel_size'],
+                          mode=options['mode'])
+    else:
+        # Four stages: the recursion is deepest where maps are largest.
+        mixer = RecConv2d(channels, level=4 - stage, **options)
+    return RecNeXtBlock(mixer, channels, spec.mlp_ratio, drop_path, norm=not spec.attention)
 
 
 class Downsample(nn.Module):
     """Stride-2 7x7 conv (groups = in channels, out = 2x in) -> BN, then x + MLP(x)."""
 
-    def __init__(self, in_channels: int):
+    def __init__(self, in_channels: int, mlp_ratio: float):
         super().__init__()
         out_channels = in_channels * 2
         self.token_mixer = nn.Conv2d(in_channels, out_channels, 7, stride=2, padding=3,
                                      groups=in_channels)
         self.norm = nn.BatchNorm2d(out_channels)
-        self.channel_mixer = conv_mlp(out_channels, out_channels * MLP_RATIO)
+        self.channel_mixer = conv_mlp(out_channels, int(out_channels * mlp_ratio))
 
     def forward(self, x):
         x = self.norm(self.token_mixer(x))
@@ -145,26 +356,27 @@ class Stem(nn.Module):
 
 
 class Stage(nn.Module):
-    def __init__(self, in_channels: int, channels: int, level: int,
-                 drop_paths: Sequence[float], downsample: bool):
+    def __init__(self, spec: RecNeXtArch, index: int, in_channels: int, drop_paths: Sequence[float],
+                 options: dict):
         super().__init__()
-        self.downsample = Downsample(in_channels) if downsample else nn.Identity()
-        self.blocks = nn.Sequential(*(RecNeXtBlock(channels, level, rate) for rate in drop_paths))
+        channels = spec.dims[index]
+        self.downsample = Downsample(in_channels, spec.mlp_ratio) if index > 0 else nn.Identity()
+        self.blocks = nn.Sequential(*(make_block(spec, channels, index, rate, options) for rate in drop_paths))
 
     def forward(self, x):
         return self.blocks(self.downsample(x))
 
 
-def build_trunk(arch: str, in_chans: int = 3, drop_path_rate: float = 0.0
+def build_trunk(arch: str, in_chans: int = 3, drop_path_rate: float = 0.0, recconv: Optional[dict] = None
                 ) -> Tuple[Stem, nn.Sequential, List[dict]]:
     """Stem, stages and their feature_info (shared by the classifier and the backbone)."""
-    dims, depths, _ = RECNEXT_ARCHS[arch]
+    spec = RECNEXT_ARCHS[arch]
+    options = recconv_options(recconv, spec.attention)
+    dims, depths = spec.dims, spec.depths
     rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
     stages, info, start, in_channels = [], [], 0, dims[0]
     for index, (dim, depth) in enumerate(zip(dims, depths)):
-        # Four stages: the recursion is deepest where maps are largest.
-        stages.append(Stage(in_channels, dim, level=4 - index,
-                            drop_paths=rates[start:start + depth], downsample=index > 0))
+        stages.append(Stage(spec, index, in_channels, rates[start:start + depth], options))
         info.append(dict(num_chs=dim, reduction=4 * 2 ** index, module=f'stages.{index}'))
         start += depth
         in_channels = dim
@@ -209,17 +421,17 @@ class DistilledHead(nn.Module):
 
 
 class RecNeXt(nn.Module):
-    """RecNeXt-M ImageNet classifier (timm model)."""
+    """RecNeXt ImageNet classifier (timm model), M- or A-series by ``arch``."""
 
     def __init__(self, arch: str = 'm0', in_chans: int = 3, num_classes: int = 1000,
                  global_pool: str = 'avg', drop_rate: float = 0.0, drop_path_rate=None,
-                 distillation: bool = False):
+                 distillation: bool = False, recconv: Optional[dict] = None):
         super().__init__()
         if drop_path_rate is None:
-            drop_path_rate = RECNEXT_ARCHS[arch][2]
+            drop_path_rate = RECNEXT_ARCHS[arch].drop_path_rate
         self.num_classes = num_classes
         self.global_pool = global_pool
-        self.stem, self.stages, self.feature_info = build_trunk(arch, in_chans, drop_path_rate)
+        self.stem, self.stages, self.feature_info = build_trunk(arch, in_chans, drop_path_rate, recconv)
         self.num_features = self.head_hidden_size = self.feature_info[-1]['num_chs']
         self.head_drop = nn.Dropout(drop_rate)
         self.head = (DistilledHead(self.num_features, num_classes, distillation)
@@ -253,18 +465,24 @@ class RecNeXt(nn.Module):
 
 
 class RecNeXtBackbone(MultiScaleBackbone):
-    """RecNeXt-M trunk for dense prediction: stage features at strides 4/8/16/32.
+    """RecNeXt trunk for dense prediction: stage features at strides 4/8/16/32.
 
-    Registered in mmdet's and mmseg's MODELS as ``type='RecNeXt', arch='m3'``; see
-    :class:`MultiScaleBackbone` for out_indices, frozen_stages, norm_eval, deploy and
-    init_cfg.
+    Registered in mmdet's and mmseg's MODELS as ``type='RecNeXt', arch='m3'`` (or ``'a3'``);
+    ``recconv=dict(mode=..., variant=..., kernel_size=...)`` picks a RecConv variant (see
+    :func:`recconv_options`). See :class:`MultiScaleBackbone` for out_indices,
+    frozen_stages, norm_eval, deploy and init_cfg.
     """
 
     family = 'RecNeXt'
     archs = RECNEXT_ARCHS
 
+    def __init__(self, arch: str, recconv: Optional[dict] = None, **kwargs):
+        # Read by build(), which the base __init__ calls.
+        self.recconv = recconv
+        super().__init__(arch, **kwargs)
+
     def build(self, arch: str, drop_path_rate: float, in_channels: int):
-        self.stem, stages, info = build_trunk(arch, in_channels, drop_path_rate)
+        self.stem, stages, info = build_trunk(arch, in_channels, drop_path_rate, self.recconv)
         self.stages = nn.ModuleList(stages)
         return info
 
@@ -291,7 +509,8 @@ def _register(arch: str):
     def factory(pretrained: bool = False, **kwargs) -> RecNeXt:
         return _create(f'recnext_{arch}', arch, pretrained, **kwargs)
     factory.__name__ = f'recnext_{arch}'
-    factory.__doc__ = f'RecNeXt-{arch.upper()} (dims {RECNEXT_ARCHS[arch][0]}, depths {RECNEXT_ARCHS[arch][1]}).'
+    spec = RECNEXT_ARCHS[arch]
+    factory.__doc__ = f'RecNeXt-{arch.upper()} (dims {spec.dims}, depths {spec.depths}, MLP ratio {spec.mlp_ratio}).'
     factory.__module__ = __name__
     return register_model(factory)
 
