@@ -198,7 +198,9 @@ class RecConv2d(nn.Module):
         else:
             self.downs = nn.ModuleList(depthwise_conv(widths[i + 1], kernel_size, stride=2) for i in range(level))
         self.convs = nn.ModuleList(depthwise_conv(widths[i], kernel_size) for i in reversed(range(level + 1)))
-        self.ups = nn.ModuleList(make_upsample(mode, widths[i + 1], widths[i], kernel_size)
+        # split restores the width by concatenation, the others by the upsampling itself.
+        up_widths = widths[1:] if variant == 'split' else widths[:-1]
+        self.ups = nn.ModuleList(make_upsample(mode, widths[i + 1], up_widths[i], kernel_size)
                                  for i in reversed(range(level)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

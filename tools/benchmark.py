@@ -1,6 +1,6 @@
 """Measure the backbones: parameters, MACs, throughput and peak memory.
 
-    python tools/benchmark.py                          # all RecNeXt-M, 224x224, CPU
+    python tools/benchmark.py                          # all RecNeXt-M and -A, 224x224, CPU
     python tools/benchmark.py --models recnext_m3 --device cuda --batch-size 64 --amp
     python tools/benchmark.py --markdown               # the README's model table
 
@@ -26,6 +26,8 @@ import backbones  # noqa: E402,F401  (registers the models)
 PUBLISHED = {
     'recnext_m0': (2.5, 0.4), 'recnext_m1': (5.2, 0.9), 'recnext_m2': (6.8, 1.2),
     'recnext_m3': (8.2, 1.4), 'recnext_m4': (14.1, 2.4), 'recnext_m5': (22.9, 4.7),
+    'recnext_a0': (2.8, 0.4), 'recnext_a1': (5.9, 0.9), 'recnext_a2': (7.9, 1.2),
+    'recnext_a3': (9.0, 1.4), 'recnext_a4': (15.8, 2.4), 'recnext_a5': (25.7, 4.7),
 }
 
 

@@ -1,0 +1,8 @@
+# Semantic FPN, RecNeXt-A3, ADE20K 512x512: as RecNeXt-M: 80k iterations, 8 GPUs x 4 img/GPU,
+# AdamW 1e-4, poly (power 0.9).
+# Published (RecNeXt logs, mmseg 0.x): 41.9 mIoU (single scale).
+_base_ = './recnext_m3_ade20k.py'
+
+model = dict(
+    backbone=dict(arch='a3', init_cfg=dict(checkpoint='checkpoints/recnext_a3_backbone.pth')),
+    neck=dict(in_channels=[64, 128, 256, 512]))
