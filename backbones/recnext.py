@@ -375,7 +375,8 @@ def build_trunk(arch: str, in_chans: int = 3, drop_path_rate: float = 0.0, recco
     spec = RECNEXT_ARCHS[arch]
     options = recconv_options(recconv, spec.attention)
     dims, depths = spec.dims, spec.depths
-    rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+    # On the CPU even under a default-device context (e.g. 'meta'), so the rates can be read.
+    rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
     stages, info, start, in_channels = [], [], 0, dims[0]
     for index, (dim, depth) in enumerate(zip(dims, depths)):
         stages.append(Stage(spec, index, in_channels, rates[start:start + depth], options))
