@@ -132,7 +132,8 @@ def test_dist_train_two_gloo_processes_then_resume(demo_data, tmp_path):
 
 
 @pytest.mark.parametrize('options, message', [
-    (['model.backbone.arch=m9'], "error: unknown RecNeXt arch 'm9': choose one of m0, m1, m2, m3, m4, m5, a0, a1, a2, a3, a4, a5"),
+    (['model.backbone.arch=m9'],
+     "error: unknown RecNeXt arch 'm9': choose one of m0, m1, m2, m3, m4, m5, a0, a1, a2, a3, a4, a5"),
     (['model.backbone.init_cfg.type=Pretrained'],
      'error: invalid config option: init_cfg={\'type\': \'Pretrained\'} in child config cannot inherit from '
      'base because init_cfg is a dict in the child config but is of type <class \'NoneType\'> in base config. '

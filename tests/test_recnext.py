@@ -142,7 +142,8 @@ def test_without_norm_eval_bn_trains():
 
 
 def test_unknown_arch_lists_valid_ones():
-    with pytest.raises(BackboneConfigError, match=r"unknown RecNeXt arch 'm9': choose one of m0, m1, m2, m3, m4, m5, a0, a1, a2, a3, a4, a5$"):
+    with pytest.raises(BackboneConfigError,
+                       match=r"unknown RecNeXt arch 'm9': choose one of m0, m1, m2, m3, m4, m5, a0, a1, a2, a3, a4, a5$"):
         RecNeXtBackbone('m9')
 
 
