@@ -209,17 +209,24 @@ class DistilledHead(nn.Module):
 
 
 class RecNeXt(nn.Module):
-    """RecNeXt-M ImageNet classifier (timm model)."""
+    """RecNeXt-M ImageNet classifier (timm model).
+
+    A MetaNeXt family with the same stem and head (RepNeXt) subclasses it and replaces
+    ``archs`` and ``build_trunk``.
+    """
+
+    archs = RECNEXT_ARCHS
+    build_trunk = staticmethod(build_trunk)
 
     def __init__(self, arch: str = 'm0', in_chans: int = 3, num_classes: int = 1000,
                  global_pool: str = 'avg', drop_rate: float = 0.0, drop_path_rate=None,
                  distillation: bool = False):
         super().__init__()
         if drop_path_rate is None:
-            drop_path_rate = RECNEXT_ARCHS[arch][2]
+            drop_path_rate = self.archs[arch][2]
         self.num_classes = num_classes
         self.global_pool = global_pool
-        self.stem, self.stages, self.feature_info = build_trunk(arch, in_chans, drop_path_rate)
+        self.stem, self.stages, self.feature_info = self.build_trunk(arch, in_chans, drop_path_rate)
         self.num_features = self.head_hidden_size = self.feature_info[-1]['num_chs']
         self.head_drop = nn.Dropout(drop_rate)
         self.head = (DistilledHead(self.num_features, num_classes, distillation)
