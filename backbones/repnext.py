@@ -291,7 +291,8 @@ def build_trunk(arch: str, in_chans: int = 3, drop_path_rate: float = 0.0
                 ) -> Tuple[Stem, nn.Sequential, List[dict]]:
     """Stem, stages and their feature_info (shared by the classifier and the backbone)."""
     dims, depths, _ = REPNEXT_ARCHS[arch]
-    rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+    # On the CPU even under a meta default device (shape-only builds), since .tolist() reads it.
+    rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
     stages, info, start, in_channels = [], [], 0, dims[0]
     for index, (dim, depth) in enumerate(zip(dims, depths)):
         stages.append(Stage(in_channels, dim, rates[start:start + depth], downsample=index > 0))
