@@ -61,10 +61,12 @@ def _shapes(module: torch.nn.Module) -> Dict[str, tuple]:
 def find_arch(backbone_cls, state_dict: StateDict, source: str) -> str:
     """The arch whose training-form keys and shapes are exactly those of ``state_dict``."""
     shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
-    for arch in backbone_cls.archs:
-        with torch.device('meta'):  # shapes only: nothing is allocated
+    with torch.device('meta'):  # shapes only: nothing is allocated
+        for arch in backbone_cls.archs:
             if _shapes(backbone_cls(arch)) == shapes:
                 return arch
+        # Only now the slower deploy builds, to say why nothing fits.
+        for arch in backbone_cls.archs:
             if _shapes(backbone_cls(arch, deploy=True)) == shapes:
                 raise ReparameterizeError(f'{source}: the backbone is already in the deploy form '
                                           f'({backbone_cls.family}-{arch})')
