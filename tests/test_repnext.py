@@ -222,3 +222,27 @@ def test_converter_deploy_output_loads_through_init_cfg(tmp_path, capsys):
     with torch.no_grad():
         want = classifier.eval().forward_features(x)
     assert max_relative_error([want], [features(deployed, x)[-1]]) < 1e-4
+
+
+def test_demo_training_iteration_then_deploy_form_tests_the_same(demo_data, tmp_path):
+    """One mmseg training iteration of RepNeXt-M0 (multi-branch), its checkpoint
+    reparameterised, then tools/test.py on both: deploy=True gives the same mIoU."""
+    pytest.importorskip('mmseg')
+    import re
+    from test_mm import demo_options, run_tool, scalars
+    config, work = 'configs/demo/repnext_m0_demo_ade.py', tmp_path / 'work'
+    result = run_tool('tools/train.py', config, '--work-dir', str(work), *demo_options(
+        demo_data, 'seg', 'train_cfg.max_iters=1', 'train_cfg.val_interval=100',
+        'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=1'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert any('loss' in r and r.get('iter') == 1 for r in scalars(work))
+    deploy = tmp_path / 'deploy.pth'
+    result = run_tool('tools/reparameterize.py', str(work / 'iter_1.pth'), str(deploy))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = []
+    for checkpoint, options in ((work / 'iter_1.pth', []), (deploy, ['model.backbone.deploy=True'])):
+        result = run_tool('tools/test.py', config, str(checkpoint), '--work-dir', str(tmp_path / 'test'),
+                          *demo_options(demo_data, 'seg', 'test_dataloader.dataset.indices=4', *options))
+        assert result.returncode == 0, result.stderr[-3000:]
+        metrics.append(re.search(r'mIoU=\S+', result.stdout).group())
+    assert metrics[0] == metrics[1]

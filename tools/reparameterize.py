@@ -35,6 +35,7 @@ import torch  # noqa: E402
 from backbones import MM_BACKBONES, BackboneConfigError  # noqa: E402
 from backbones.checkpoint import CheckpointError, load_checkpoint_file  # noqa: E402
 from backbones.multiscale import guess_family  # noqa: E402
+from mm_common.runtime import allow_mmengine_checkpoints  # noqa: E402
 from tools.convert_to_backbone_weights import (ConversionError, save, sha256_of,  # noqa: E402
                                                staged_output)
 
@@ -151,9 +152,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if output.exists() and not args.force:
             raise ReparameterizeError(f'{output} already exists; pass --force to overwrite it')
+        allow_mmengine_checkpoints()  # tools/train.py's files load with weights_only=True
         checkpoint = load_checkpoint_file(
             args.checkpoint, trust=args.trust_checkpoint,
-            trust_hint='if you trust its source (e.g. your own training run), pass --trust-checkpoint')
+            trust_hint='if you trust its source, pass --trust-checkpoint')
         out, summary = reparameterize_checkpoint(checkpoint, args.checkpoint, args.single_kernel)
         out['meta']['reparameterized']['source_sha256'] = sha256_of(args.checkpoint)
         output.parent.mkdir(parents=True, exist_ok=True)
