@@ -21,7 +21,8 @@ Deploy forms, each equal to the training form in eval mode:
 3. ``RepNeXtBackbone(..., deploy=True)`` builds form 1 (or 2 with ``single_kernel=True``)
    directly, for weights saved by ``tools/reparameterize.py``.
 """
-from typing import List, Sequence, Tuple
+import re
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +33,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._fusion import (bn_scale_shift, compose_row_column, depthwise_conv, dilate_kernel,
                       fuse_bn_pointwise_conv, fuse_modules, pad_kernel, scale_conv_output)
-from .multiscale import FAMILY_KEY_SIGNATURES, MultiScaleBackbone
+from .checkpoint import CheckpointError, load_checkpoint_file, unwrap_state_dict
+from .multiscale import FAMILY_KEY_SIGNATURES, MultiScaleBackbone, _download, logger
 from .recnext import MLP_RATIO, ConvNorm, RecNeXt, Stem, _cfg, conv_mlp
 
 __all__ = ['RepNeXt', 'RepNeXtBackbone', 'ChunkConv', 'CopyConv', 'SingleKernelChunkConv',
@@ -51,6 +53,7 @@ REPNEXT_ARCHS = {
 LARGE_KERNEL = 11
 # The small branch (its 3x3, or the conv it fuses into) exists only in RepNeXt checkpoints.
 FAMILY_KEY_SIGNATURES['RepNeXt'] = r'token_mixer\.conv_s\.(conv_3_3\.)?weight$'
+TRAINING_FORM_KEY = r'token_mixer\.conv_s\.conv_3_3\.weight$'
 
 
 def _depthwise(channels: int, kernel_size, stride=1, padding=0, dilation=1, bias=True) -> nn.Conv2d:
@@ -344,6 +347,28 @@ class RepNeXtBackbone(MultiScaleBackbone):
         if self.single_kernel:
             collapse_chunk_convs(self)
         return self
+
+    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> dict:
+        """As the base class; a deploy=True backbone also takes training-form weights (a
+        classifier release, the converter's default output), collapsed as they load."""
+        if not (self.fused and _holds_training_form(checkpoint)):
+            return super().load_pretrained(checkpoint, prefix)
+        twin = RepNeXtBackbone(self.arch, single_kernel=self.single_kernel)
+        result = twin.load_pretrained(checkpoint, prefix)
+        self.load_state_dict(twin.eval().switch_to_deploy().state_dict())
+        logger.info(f'{self.family}-{self.arch}: training-form weights collapsed into the deploy form')
+        return result
+
+
+def _holds_training_form(checkpoint: str) -> bool:
+    """Whether a checkpoint holds RepNeXt's multi-branch weights. Unreadable files say
+    False, so that the base loader reports them."""
+    path = _download(checkpoint) if re.match(r'https?://', str(checkpoint)) else str(checkpoint)
+    try:
+        state_dict, _ = unwrap_state_dict(load_checkpoint_file(path))
+    except (CheckpointError, OSError):
+        return False
+    return any(re.search(TRAINING_FORM_KEY, key) for key in state_dict)
 
 
 # timm's register_model picks these up by module; no download URLs are pinned.
