@@ -287,21 +287,26 @@ def _cfg(**kwargs) -> dict:
 default_cfgs = generate_default_cfgs({f'recnext_{arch}': _cfg() for arch in RECNEXT_ARCHS})
 
 
-def _create(variant: str, arch: str, pretrained: bool = False, **kwargs) -> RecNeXt:
-    out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
-    return build_model_with_cfg(
-        RecNeXt, variant, pretrained, arch=arch,
-        feature_cfg=dict(flatten_sequential=True, out_indices=out_indices), **kwargs)
+def register_models(model_cls, prefix: str, family: str, module: str) -> dict:
+    """Register a timm factory ``<prefix>_<arch>`` for each of ``model_cls.archs``.
+
+    ``module`` must define ``default_cfgs`` (timm looks it up there); returns the
+    factories by name, for the module's globals.
+    """
+    factories = {}
+    for arch, (dims, depths, _) in model_cls.archs.items():
+        name = f'{prefix}_{arch}'
+
+        def factory(pretrained: bool = False, _name=name, _arch=arch, **kwargs):
+            out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
+            return build_model_with_cfg(
+                model_cls, _name, pretrained, arch=_arch,
+                feature_cfg=dict(flatten_sequential=True, out_indices=out_indices), **kwargs)
+        factory.__name__ = name
+        factory.__doc__ = f'{family}-{arch.upper()} (dims {dims}, depths {depths}).'
+        factory.__module__ = module
+        factories[name] = register_model(factory)
+    return factories
 
 
-def _register(arch: str):
-    def factory(pretrained: bool = False, **kwargs) -> RecNeXt:
-        return _create(f'recnext_{arch}', arch, pretrained, **kwargs)
-    factory.__name__ = f'recnext_{arch}'
-    factory.__doc__ = f'RecNeXt-{arch.upper()} (dims {RECNEXT_ARCHS[arch][0]}, depths {RECNEXT_ARCHS[arch][1]}).'
-    factory.__module__ = __name__
-    return register_model(factory)
-
-
-for _arch in RECNEXT_ARCHS:
-    globals()[f'recnext_{_arch}'] = _register(_arch)
+globals().update(register_models(RecNeXt, 'recnext', 'RecNeXt', __name__))

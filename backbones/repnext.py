@@ -27,7 +27,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -35,7 +35,7 @@ from ._fusion import (bn_scale_shift, compose_row_column, depthwise_conv, dilate
                       fuse_bn_pointwise_conv, fuse_modules, pad_kernel, scale_conv_output)
 from .checkpoint import CheckpointError, load_checkpoint_file, unwrap_state_dict
 from .multiscale import FAMILY_KEY_SIGNATURES, MultiScaleBackbone, _download, logger
-from .recnext import MLP_RATIO, ConvNorm, RecNeXt, Stem, _cfg, conv_mlp
+from .recnext import MLP_RATIO, ConvNorm, RecNeXt, Stem, _cfg, conv_mlp, register_models
 
 __all__ = ['RepNeXt', 'RepNeXtBackbone', 'ChunkConv', 'CopyConv', 'SingleKernelChunkConv',
            'REPNEXT_ARCHS', 'collapse_chunk_convs']
@@ -375,17 +375,4 @@ def _holds_training_form(checkpoint: str) -> bool:
 default_cfgs = generate_default_cfgs({f'repnext_{arch}': _cfg() for arch in REPNEXT_ARCHS})
 
 
-def _register(arch: str):
-    def factory(pretrained: bool = False, **kwargs) -> RepNeXt:
-        out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
-        return build_model_with_cfg(
-            RepNeXt, f'repnext_{arch}', pretrained, arch=arch,
-            feature_cfg=dict(flatten_sequential=True, out_indices=out_indices), **kwargs)
-    factory.__name__ = f'repnext_{arch}'
-    factory.__doc__ = f'RepNeXt-{arch.upper()} (dims {REPNEXT_ARCHS[arch][0]}, depths {REPNEXT_ARCHS[arch][1]}).'
-    factory.__module__ = __name__
-    return register_model(factory)
-
-
-for _arch in REPNEXT_ARCHS:
-    globals()[f'repnext_{_arch}'] = _register(_arch)
+globals().update(register_models(RepNeXt, 'repnext', 'RepNeXt', __name__))
