@@ -208,13 +208,14 @@ def test_reparameterize_keeps_the_rest_and_refuses_bad_input(tmp_path, capsys):
     assert not (tmp_path / 'again.pth').exists() and not (tmp_path / 'x.pth').exists()
 
 
-def test_converter_deploy_output_loads_through_init_cfg(tmp_path, capsys):
+def test_converter_training_and_deploy_outputs_load_into_deploy_backbone(tmp_path, capsys):
     from tools.convert_to_backbone_weights import main as convert
     classifier = set_reference_weights(timm.create_model('repnext_m0'))
     torch.save({'model': classifier.state_dict()}, tmp_path / 'release.pth')
-    assert convert(['--model', 'repnext_m0', '--checkpoint', str(tmp_path / 'release.pth'),
-                    '--output-dir', str(tmp_path), '--deploy', '--verify']) == 0
-    assert 'ok: 196 tensors' in capsys.readouterr().out
+    for options, tensors in (([], 657), (['--deploy'], 196)):  # heads dropped, strict verify
+        assert convert(['--model', 'repnext_m0', '--checkpoint', str(tmp_path / 'release.pth'),
+                        '--output-dir', str(tmp_path), '--verify', *options]) == 0
+        assert f'ok: {tensors} tensors' in capsys.readouterr().out
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         want = classifier.eval().forward_features(x)
