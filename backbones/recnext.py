@@ -424,17 +424,25 @@ class DistilledHead(nn.Module):
 
 
 class RecNeXt(nn.Module):
-    """RecNeXt ImageNet classifier (timm model), M- or A-series by ``arch``."""
+    """RecNeXt ImageNet classifier (timm model), M- or A-series by ``arch``.
+
+    A MetaNeXt family with the same stem and head (RepNeXt) subclasses it and replaces
+    ``archs`` and ``build_trunk``; extra keyword arguments (``recconv``) go to ``build_trunk``.
+    """
+
+    archs = RECNEXT_ARCHS
+    build_trunk = staticmethod(build_trunk)
 
     def __init__(self, arch: str = 'm0', in_chans: int = 3, num_classes: int = 1000,
                  global_pool: str = 'avg', drop_rate: float = 0.0, drop_path_rate=None,
-                 distillation: bool = False, recconv: Optional[dict] = None):
+                 distillation: bool = False, **trunk_kwargs):
         super().__init__()
         if drop_path_rate is None:
-            drop_path_rate = RECNEXT_ARCHS[arch].drop_path_rate
+            drop_path_rate = self.archs[arch][2]  # the ImageNet recipe's default
         self.num_classes = num_classes
         self.global_pool = global_pool
-        self.stem, self.stages, self.feature_info = build_trunk(arch, in_chans, drop_path_rate, recconv)
+        self.stem, self.stages, self.feature_info = self.build_trunk(arch, in_chans, drop_path_rate,
+                                                                     **trunk_kwargs)
         self.num_features = self.head_hidden_size = self.feature_info[-1]['num_chs']
         self.head_drop = nn.Dropout(drop_rate)
         self.head = (DistilledHead(self.num_features, num_classes, distillation)
@@ -501,22 +509,26 @@ def _cfg(**kwargs) -> dict:
 default_cfgs = generate_default_cfgs({f'recnext_{arch}': _cfg() for arch in RECNEXT_ARCHS})
 
 
-def _create(variant: str, arch: str, pretrained: bool = False, **kwargs) -> RecNeXt:
-    out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
-    return build_model_with_cfg(
-        RecNeXt, variant, pretrained, arch=arch,
-        feature_cfg=dict(flatten_sequential=True, out_indices=out_indices), **kwargs)
+def register_models(model_cls, prefix: str, family: str, module: str) -> dict:
+    """Register a timm factory ``<prefix>_<arch>`` for each of ``model_cls.archs``.
+
+    ``module`` must define ``default_cfgs`` (timm looks it up there); returns the
+    factories by name, for the module's globals.
+    """
+    factories = {}
+    for arch, spec in model_cls.archs.items():
+        name, dims, depths = f'{prefix}_{arch}', spec[0], spec[1]
+
+        def factory(pretrained: bool = False, _name=name, _arch=arch, **kwargs):
+            out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
+            return build_model_with_cfg(
+                model_cls, _name, pretrained, arch=_arch,
+                feature_cfg=dict(flatten_sequential=True, out_indices=out_indices), **kwargs)
+        factory.__name__ = name
+        factory.__doc__ = f'{family}-{arch.upper()} (dims {dims}, depths {depths}).'
+        factory.__module__ = module
+        factories[name] = register_model(factory)
+    return factories
 
 
-def _register(arch: str):
-    def factory(pretrained: bool = False, **kwargs) -> RecNeXt:
-        return _create(f'recnext_{arch}', arch, pretrained, **kwargs)
-    factory.__name__ = f'recnext_{arch}'
-    spec = RECNEXT_ARCHS[arch]
-    factory.__doc__ = f'RecNeXt-{arch.upper()} (dims {spec.dims}, depths {spec.depths}, MLP ratio {spec.mlp_ratio}).'
-    factory.__module__ = __name__
-    return register_model(factory)
-
-
-for _arch in RECNEXT_ARCHS:
-    globals()[f'recnext_{_arch}'] = _register(_arch)
+globals().update(register_models(RecNeXt, 'recnext', 'RecNeXt', __name__))

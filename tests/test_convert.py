@@ -363,13 +363,12 @@ def test_not_a_torch_file(tmp_path, capsys):
                          r'junk\.pth is not a torch checkpoint', tmp_path / 'out')
 
 
-def test_checkpoint_of_another_family(tmp_path, capsys, monkeypatch):
+def test_checkpoint_of_another_family(tmp_path, capsys):
     shapes = reference_shapes('repnext_m0')
-    monkeypatch.setitem(FAMILY_KEY_SIGNATURES, 'RepNeXt', r'token_mixer\.conv_s\.conv_3_3\.weight$')
     torch.save({'model': {k: torch.zeros(s) for k, s in shapes.items()}}, tmp_path / 'repnext.pth')
     assert_fails_cleanly(capsys, args_for('recnext_m3', tmp_path / 'repnext.pth', tmp_path / 'out'),
                          r'repnext\.pth looks like a RepNeXt checkpoint, not RecNeXt '
-                         r'\(--model recnext_m3\)$', tmp_path / 'out')
+                         r'\(--model recnext_m3\); use --model repnext_m0 / .* / repnext_m5$', tmp_path / 'out')
 
 
 def test_other_family_names_its_models(tmp_path, capsys, tiny_family):

@@ -19,7 +19,9 @@ Usage::
         --checkpoint convnext_tiny_1d.pth --output_dir checkpoints
 
 Options: ``--ema`` uses the EMA weights when the file has both; ``--verify`` loads
-the result strictly into the backbone and runs one forward pass; ``--force``
+the result strictly into the backbone and runs one forward pass; ``--deploy`` writes
+``<model>_backbone_deploy.pth`` in the reparameterised form that a ``deploy=True``
+backbone builds directly (families with structural reparameterisation, e.g. RepNeXt); ``--force``
 overwrites an existing output; ``--trust-checkpoint`` allows arbitrary unpickling
 (only for files from a source you trust).
 
@@ -114,8 +116,8 @@ class Target:
     def family(self) -> str:
         return self.rules.family
 
-    def build(self) -> torch.nn.Module:
-        return self.backbone_cls(self.arch)
+    def build(self, deploy: bool = False) -> torch.nn.Module:
+        return self.backbone_cls(self.arch, deploy=deploy)
 
 
 def resolve_target(model: str) -> Target:
@@ -353,7 +355,7 @@ def verify(path: Path, backbone: torch.nn.Module) -> str:
 
 # ---- the conversion ------------------------------------------------------------------
 def output_path_for(args, target: Target) -> Path:
-    path = Path(args.output_dir) / f'{target.model}_backbone.pth'
+    path = Path(args.output_dir) / f'{target.model}_backbone{"_deploy" if args.deploy else ""}.pth'
     if path.is_dir():
         raise ConversionError(f'{path} is a directory')
     if path.exists() and not args.force:
@@ -419,8 +421,8 @@ def crop_kernels(state_dict: StateDict, model_state: StateDict, fit: Fit, progre
 
 def convert(args, target: Target) -> Path:
     """Run every step; returns the output path. Raises one-line errors on bad input."""
-    progress = Progress(['load', 'unwrap', 'drop', 'map', 'crop', 'write']
-                        + (['verify'] if args.verify else []))
+    progress = Progress(['load', 'unwrap', 'drop', 'map', 'crop'] + (['deploy'] if args.deploy else [])
+                        + ['write'] + (['verify'] if args.verify else []))
     out_path = output_path_for(args, target)  # before the slow steps: fail fast
     checkpoint, digest = load_source(args, progress)
     state_dict, wrapper = unwrap(checkpoint, args.ema, progress)
@@ -432,13 +434,20 @@ def convert(args, target: Target) -> Path:
     state_dict, fit, renamed = map_to_backbone(state_dict, target, model_state, args.checkpoint,
                                                source_keys, progress)
     state_dict, crops = crop_kernels(state_dict, model_state, fit, progress)
+    if args.deploy:
+        # Imported here: tools/reparameterize.py builds on this module's writers.
+        from tools.reparameterize import reparameterize_backbone
+        state_dict, error = reparameterize_backbone(target.backbone_cls, target.arch, state_dict)
+        backbone = target.build(deploy=True)
+        progress.done('deploy', f'reparameterised: {len(state_dict)} tensors, max relative error '
+                                f'{error:.1e} against the training form')
 
     meta = dict(source=str(Path(args.checkpoint).resolve()), source_sha256=digest,
                 model=target.model, family=target.family, arch=target.arch, weights=wrapper,
                 dropped=dropped, renamed=renamed, filled=list(fit.filled),
                 cropped={c.key: dict(source_shape=list(c.source_shape), target_shape=list(c.target_shape),
                                      norm_removed=c.norm_removed) for c in crops},
-                converter=PROG)
+                deploy=args.deploy, converter=PROG)
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         with staged_output(out_path) as temp:
@@ -467,6 +476,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument('--ema', action='store_true', help="use the EMA weights ('model_ema')")
     parser.add_argument('--verify', action='store_true',
                         help='load the result strictly into the backbone and run a forward pass')
+    parser.add_argument('--deploy', action='store_true',
+                        help='write the reparameterised (deploy=True) form as <model>_backbone_deploy.pth')
     parser.add_argument('--force', action='store_true', help='overwrite an existing output file')
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='allow arbitrary unpickling (runs code from the file: trusted sources only)')

@@ -1,0 +1,7 @@
+# Semantic FPN, RepNeXt-M4, ADE20K 512x512: 80k iterations, 8 GPUs x 4 img/GPU, AdamW 1e-4, poly.
+# Published: 43.3 mIoU.
+_base_ = './repnext_m3_ade20k.py'
+
+model = dict(
+    backbone=dict(arch='m4', init_cfg=dict(checkpoint='checkpoints/repnext_m4_backbone.pth')),
+    neck=dict(in_channels=[64, 128, 256, 512]))

@@ -1,0 +1,9 @@
+# UPerNet, RepNeXt-M4, ADE20K 512x512: 160k iterations, 8 GPUs x 2 img/GPU, AdamW 6e-5, poly.
+# Published: none for RepNeXt + UPerNet.
+_base_ = './repnext_m3_ade20k_upernet.py'
+
+model = dict(
+    backbone=dict(arch='m4', drop_path_rate=0.2,
+                  init_cfg=dict(checkpoint='checkpoints/repnext_m4_backbone.pth')),
+    decode_head=dict(in_channels=[64, 128, 256, 512]),
+    auxiliary_head=dict(in_channels=256))

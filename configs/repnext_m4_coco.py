@@ -1,0 +1,7 @@
+# Mask R-CNN + FPN, RepNeXt-M4, COCO 2017: 1x (12 epochs), 8 GPUs x 2 img/GPU, AdamW 2e-4.
+# Published: 42.9 box AP / 39.1 mask AP.
+_base_ = './repnext_m3_coco.py'
+
+model = dict(
+    backbone=dict(arch='m4', init_cfg=dict(checkpoint='checkpoints/repnext_m4_backbone.pth')),
+    neck=dict(in_channels=[64, 128, 256, 512]))

@@ -1,0 +1,7 @@
+# Semantic FPN, RepNeXt-M5, ADE20K 512x512: 80k iterations, 8 GPUs x 4 img/GPU, AdamW 1e-4, poly.
+# Published: 45.0 mIoU.
+_base_ = './repnext_m3_ade20k.py'
+
+model = dict(
+    backbone=dict(arch='m5', init_cfg=dict(checkpoint='checkpoints/repnext_m5_backbone.pth')),
+    neck=dict(in_channels=[80, 160, 320, 640]))

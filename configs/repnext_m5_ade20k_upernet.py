@@ -1,0 +1,9 @@
+# UPerNet, RepNeXt-M5, ADE20K 512x512: 160k iterations, 8 GPUs x 2 img/GPU, AdamW 6e-5, poly.
+# Published: none for RepNeXt + UPerNet.
+_base_ = './repnext_m3_ade20k_upernet.py'
+
+model = dict(
+    backbone=dict(arch='m5', drop_path_rate=0.3,
+                  init_cfg=dict(checkpoint='checkpoints/repnext_m5_backbone.pth')),
+    decode_head=dict(in_channels=[80, 160, 320, 640]),
+    auxiliary_head=dict(in_channels=320))

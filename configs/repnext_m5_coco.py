@@ -1,0 +1,7 @@
+# Mask R-CNN + FPN, RepNeXt-M5, COCO 2017: 1x (12 epochs), 8 GPUs x 2 img/GPU, AdamW 2e-4.
+# Published: 44.7 box AP / 40.7 mask AP.
+_base_ = './repnext_m3_coco.py'
+
+model = dict(
+    backbone=dict(arch='m5', init_cfg=dict(checkpoint='checkpoints/repnext_m5_backbone.pth')),
+    neck=dict(in_channels=[80, 160, 320, 640]))

@@ -1,0 +1,78 @@
+"""Training form vs deploy forms of a reparameterisable backbone: latency and size.
+
+    python tools/benchmark_deploy.py --models repnext_m3 --size 512 --batch-size 1
+    python tools/benchmark_deploy.py --models repnext_m0 repnext_m5 --threads 2 --rounds 7
+
+Each form (``train``: multi-branch, BN live; ``deploy``: level 1; ``single``: level 2,
+one 11x11 conv per ChunkConv) is timed on the same input in interleaved rounds, so
+that load from other processes hits every form alike; the median per form is
+reported, with its speed-up over the training form. Params and MACs (224x224, as in
+the papers) are counted with tools/benchmark.py's counters.
+"""
+import argparse
+import copy
+import os.path as osp
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+import timm  # noqa: E402
+
+import backbones  # noqa: E402,F401  (registers the models)
+from tools.benchmark import count_macs, count_params  # noqa: E402
+
+FORMS = {
+    'train': lambda model: model,
+    'deploy': lambda model: model.fuse(),
+    'single': lambda model: model.fuse(single_kernel=True),
+}
+
+
+def seconds_per_batch(model, x: torch.Tensor, runs: int) -> float:
+    with torch.inference_mode():
+        start = time.perf_counter()
+        for _ in range(runs):
+            model(x)
+        return (time.perf_counter() - start) / runs
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--models', nargs='+', default=['repnext_m3'])
+    parser.add_argument('--size', type=int, default=512)
+    parser.add_argument('--batch-size', type=int, default=1)
+    parser.add_argument('--threads', type=int, default=torch.get_num_threads())
+    parser.add_argument('--rounds', type=int, default=5, help='interleaved timing rounds per form')
+    parser.add_argument('--runs', type=int, default=3, help='forward passes per round')
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.models if m not in timm.list_models()]
+    if unknown:
+        print(f'error: unknown model(s) {", ".join(unknown)}; e.g. repnext_m3', file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    x = torch.randn(args.batch_size, 3, args.size, args.size)
+    for name in args.models:
+        base = timm.create_model(name, num_classes=0).eval()  # trunk only: what dense prediction runs
+        models = {form: make(copy.deepcopy(base)).eval() for form, make in FORMS.items()}
+        for model in models.values():
+            seconds_per_batch(model, x, 1)  # warm-up
+        times = {form: [] for form in models}
+        for _ in range(args.rounds):
+            for form, model in models.items():
+                times[form].append(seconds_per_batch(model, x, args.runs))
+        train_ms = 1e3 * statistics.median(times['train'])
+        for form, model in models.items():
+            ms = 1e3 * statistics.median(times[form])
+            print(f'{name} {form:<6}: {count_params(model) / 1e6:6.2f}M params, '
+                  f'{count_macs(model, 224) / 1e9:5.2f}G MACs @224, {ms:8.1f} ms/batch '
+                  f'@{args.size} bs{args.batch_size} ({args.threads} threads), '
+                  f'x{train_ms / ms:.2f} vs train', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
