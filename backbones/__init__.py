@@ -7,13 +7,18 @@ The ``*Backbone`` classes are the dense-prediction trunks that ``detection/`` an
 from .checkpoint import CheckpointError
 from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
 from .recnext import RECNEXT_ARCHS, RecNeXt, RecNeXtBackbone
+from .rexnet import REXNET_ARCHS, ReXNetBackbone, ReXNetLite
+from .timm_features import TimmFeaturesBackbone
 
 # mm registry name -> backbone class; the mm glue registers exactly these.
 MM_BACKBONES = {
     'RecNeXt': RecNeXtBackbone,
+    'ReXNet': ReXNetBackbone,
 }
 # timm classifier name -> (backbone class, arch): what convert_to_backbone_weights targets.
 MODEL_TO_BACKBONE = {f'recnext_{arch}': (RecNeXtBackbone, arch) for arch in RECNEXT_ARCHS}
+MODEL_TO_BACKBONE.update({model: (ReXNetBackbone, arch) for arch, model in REXNET_ARCHS.items()})
 
 __all__ = ['MM_BACKBONES', 'MODEL_TO_BACKBONE', 'BackboneConfigError', 'CheckpointError', 'MultiScaleBackbone',
-           'FAMILY_KEY_SIGNATURES', 'RECNEXT_ARCHS', 'RecNeXt', 'RecNeXtBackbone']
+           'FAMILY_KEY_SIGNATURES', 'RECNEXT_ARCHS', 'RecNeXt', 'RecNeXtBackbone',
+           'REXNET_ARCHS', 'ReXNetBackbone', 'ReXNetLite', 'TimmFeaturesBackbone']
