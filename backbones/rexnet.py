@@ -269,6 +269,7 @@ def clovaai_to_timm(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tens
     # Outside the blocks only conv/BN pairs carry tensors: stem at 0/1, final conv after the blocks.
     plain = {0: 'stem.conv', 1: 'stem.bn', last + 1: f'features.{len(blocks)}.conv',
              last + 2: f'features.{len(blocks)}.bn'}
+    layer_names = {index: _block_layer_names(list(by_index[index]), index) for index in blocks}
     converted = {}
     for key, value in state_dict.items():
         m = _FEATURES_KEY.match(key)
@@ -284,7 +285,7 @@ def clovaai_to_timm(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tens
             if se and se.group(1) in _SE_NAMES:
                 name = f'se.{_SE_NAMES[se.group(1)]}.{se.group(2)}'
             else:
-                name = f'{_block_layer_names(list(by_index[index]), index)[int(layer)]}.{param}'
+                name = f'{layer_names[index][int(layer)]}.{param}'
             new_key = f'features.{index - first}.{name}'
         elif int(m.group(1)) in plain:
             new_key = f'{plain[int(m.group(1))]}.{m.group(2)}'
