@@ -29,7 +29,7 @@ from .checkpoint import CheckpointError
 from .multiscale import FAMILY_KEY_SIGNATURES
 from .timm_features import TimmFeaturesBackbone
 
-__all__ = ['ReXNetLite', 'ReXNetBackbone', 'REXNET_ARCHS', 'REXNET_LITE_MULTIPLIERS',
+__all__ = ['ReXNetLite', 'ReXNetBackbone', 'REXNET_ARCHS', 'LITE_MULTIPLIERS',
            'clovaai_to_timm', 'is_clovaai_rexnet']
 
 # Blocks per group and each group's first stride (the rest have stride 1); both ReXNets.
@@ -37,16 +37,15 @@ GROUP_DEPTHS = (1, 2, 2, 3, 3, 5)
 GROUP_STRIDES = (1, 2, 2, 2, 1, 2)
 EXPANSION = 6  # every block but the first expands its input 6x before the depthwise conv
 LITE_FIRST_BLOCK = 3  # clovaai's lite features: conv, BN, ReLU6, then the blocks
-LITE_MULTIPLIERS = {'100': 1.0, '130': 1.3, '150': 1.5, '200': 2.0}
-REXNET_LITE_MULTIPLIERS = LITE_MULTIPLIERS
+# timm name suffix -> width multiplier; ReXNet-lite has the first four.
+WIDTHS = {'100': 1.0, '130': 1.3, '150': 1.5, '200': 2.0, '300': 3.0}
+LITE_MULTIPLIERS = {tag: WIDTHS[tag] for tag in ('100', '130', '150', '200')}
 
 # mm arch -> timm model name. Plain widths are ReXNet, 'r_' ReXNet-R, 'lite_' ReXNet-lite.
 REXNET_ARCHS: Dict[str, str] = {
-    **{width: f'rexnet_{tag}' for tag, width in (('100', '1.0'), ('130', '1.3'), ('150', '1.5'),
-                                                   ('200', '2.0'), ('300', '3.0'))},
-    **{f'r_{width}': f'rexnetr_{tag}' for tag, width in (('100', '1.0'), ('130', '1.3'), ('150', '1.5'),
-                                                           ('200', '2.0'), ('300', '3.0'))},
-    **{f'lite_{multiplier}': f'rexnet_lite_{tag}' for tag, multiplier in LITE_MULTIPLIERS.items()},
+    **{f'{width}': f'rexnet_{tag}' for tag, width in WIDTHS.items()},
+    **{f'r_{width}': f'rexnetr_{tag}' for tag, width in WIDTHS.items()},
+    **{f'lite_{width}': f'rexnet_lite_{tag}' for tag, width in LITE_MULTIPLIERS.items()},
 }
 # timm's blocks have conv_dw; clovaai's (full and lite) keep their layers in '.out'.
 FAMILY_KEY_SIGNATURES['ReXNet'] = r'features[._]\d+\.(conv_dw\.conv|out\.\d+)\.weight$'
@@ -128,7 +127,9 @@ def lite_channels(multiplier: float, initial: int = 16, final: int = 164
 
 
 def block_strides() -> List[int]:
-    return [stride if i == 0 else 1 for depth, stride in zip(GROUP_DEPTHS, GROUP_STRIDES) for i in range(depth)]
+    """Each block's stride: a group's first block has the group's stride, the rest 1."""
+    return [stride if i == 0 else 1
+            for depth, stride in zip(GROUP_DEPTHS, GROUP_STRIDES) for i in range(depth)]
 
 
 class ReXNetLite(nn.Module):

@@ -93,10 +93,9 @@ class TimmFeaturesBackbone(MultiScaleBackbone):
     @classmethod
     def remap_classifier_keys(cls, state_dict):
         """timm classifier keys -> ``body.`` keys (keys already under ``body.`` are kept)."""
-        if not cls.flattened_containers:
-            flatten = None
-        else:
-            flatten = re.compile(r'^({})\.([^.]+)\.'.format('|'.join(map(re.escape, cls.flattened_containers))))
+        containers = '|'.join(map(re.escape, cls.flattened_containers))
+        # 'features.3.conv.weight' -> 'features_3.conv.weight' where 'features' is flattened.
+        flatten = re.compile(rf'^({containers})\.([^.]+)\.') if containers else None
         remapped = {}
         for key, value in state_dict.items():
             if not key.startswith('body.'):

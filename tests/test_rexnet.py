@@ -12,7 +12,9 @@ from conftest import (ROOT, assert_matches_reference, load_reference, reference_
                       set_reference_weights)
 
 import backbones  # noqa: F401  (registers rexnet_lite_* with timm)
-from backbones import BackboneConfigError, CheckpointError, MultiScaleBackbone, ReXNetBackbone
+from backbones import (REXNET_ARCHS, BackboneConfigError, CheckpointError, MultiScaleBackbone,
+                       ReXNetBackbone)
+from backbones.checkpoint import split_keys
 from backbones.rexnet import clovaai_to_timm
 from backbones.timm_features import TimmFeaturesBackbone
 from tools.convert_to_backbone_weights import main as convert
@@ -141,6 +143,18 @@ def test_channels_and_strides_per_arch_on_an_odd_input(arch):
     features = eval_features(backbone, torch.randn(1, 3, height, width))
     assert [tuple(f.shape) for f in features] == [
         (1, c, math.ceil(height / s), math.ceil(width / s)) for c, s in zip(CHANNELS[arch], (4, 8, 16, 32))]
+
+
+@pytest.mark.parametrize('arch', CHANNELS)
+def test_classifier_checkpoint_keys_map_onto_the_backbone(arch):
+    """timm's classifier (clovaai's layout for lite) minus its head and final conv gives
+    exactly the backbone's keys and shapes."""
+    with torch.device('meta'):
+        classifier = timm.create_model(REXNET_ARCHS[arch]).state_dict()
+        backbone = ReXNetBackbone(arch).state_dict()
+    kept, _ = split_keys(classifier, ReXNetBackbone.classifier_prefixes)
+    mapped = ReXNetBackbone.remap_classifier_keys(kept)
+    assert {k: v.shape for k, v in mapped.items()} == {k: v.shape for k, v in backbone.items()}
 
 
 def test_rexnet_100_known_channels():
