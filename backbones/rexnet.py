@@ -36,7 +36,6 @@ __all__ = ['ReXNetLite', 'ReXNetBackbone', 'REXNET_ARCHS', 'LITE_MULTIPLIERS',
 GROUP_DEPTHS = (1, 2, 2, 3, 3, 5)
 GROUP_STRIDES = (1, 2, 2, 2, 1, 2)
 EXPANSION = 6  # every block but the first expands its input 6x before the depthwise conv
-LITE_FIRST_BLOCK = 3  # clovaai's lite features: conv, BN, ReLU6, then the blocks
 # timm name suffix -> width multiplier; ReXNet-lite has the first four.
 WIDTHS = {'100': 1.0, '130': 1.3, '150': 1.5, '200': 2.0, '300': 3.0}
 LITE_MULTIPLIERS = {tag: WIDTHS[tag] for tag in ('100', '130', '150', '200')}
