@@ -8,16 +8,21 @@ from .checkpoint import CheckpointError
 from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
 from .recnext import RECNEXT_ARCHS, RecNeXt, RecNeXtBackbone
 from .repnext import REPNEXT_ARCHS, RepNeXt, RepNeXtBackbone
+from .rexnet import REXNET_ARCHS, ReXNetBackbone, ReXNetLite
+from .timm_features import TimmFeaturesBackbone
 
 # mm registry name -> backbone class; the mm glue registers exactly these.
 MM_BACKBONES = {
     'RecNeXt': RecNeXtBackbone,
     'RepNeXt': RepNeXtBackbone,
+    'ReXNet': ReXNetBackbone,
 }
 # timm classifier name -> (backbone class, arch): what convert_to_backbone_weights targets.
 MODEL_TO_BACKBONE = {f'recnext_{arch}': (RecNeXtBackbone, arch) for arch in RECNEXT_ARCHS}
 MODEL_TO_BACKBONE.update({f'repnext_{arch}': (RepNeXtBackbone, arch) for arch in REPNEXT_ARCHS})
+MODEL_TO_BACKBONE.update({model: (ReXNetBackbone, arch) for arch, model in REXNET_ARCHS.items()})
 
 __all__ = ['MM_BACKBONES', 'MODEL_TO_BACKBONE', 'BackboneConfigError', 'CheckpointError', 'MultiScaleBackbone',
            'FAMILY_KEY_SIGNATURES', 'RECNEXT_ARCHS', 'RecNeXt', 'RecNeXtBackbone',
-           'REPNEXT_ARCHS', 'RepNeXt', 'RepNeXtBackbone']
+           'REPNEXT_ARCHS', 'RepNeXt', 'RepNeXtBackbone',
+           'REXNET_ARCHS', 'ReXNetBackbone', 'ReXNetLite', 'TimmFeaturesBackbone']

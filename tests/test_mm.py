@@ -69,6 +69,11 @@ def test_config_loads_and_builds(config):
     assert model.backbone.arch == cfg.model.backbone.arch
     neck_in = cfg.model.get('neck', {}).get('in_channels') or cfg.model.decode_head.in_channels
     assert list(neck_in) == model.backbone.out_channels
+    # One forward pass through backbone and neck (an odd size: every family takes any input).
+    model.eval()
+    with torch.no_grad():
+        features = model.extract_feat(torch.randn(1, 3, 67, 91))
+    assert features and all(torch.isfinite(f).all() for f in features)
 
 
 # task -> (config, options for one training iteration, checkpoint, val metric, test output)

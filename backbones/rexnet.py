@@ -1,0 +1,341 @@
+"""ReXNet, ReXNet-R and ReXNet-lite: classifiers through timm, dense backbones for mm.
+
+Reference: Han et al., "Rethinking Channel Dimensions for Efficient Model Design"
+(CVPR 2021, https://github.com/clovaai/rexnet).
+
+* ReXNet (``rexnet_100`` ... ``rexnet_300``) and ReXNet-R (``rexnetr_*``, channels rounded
+  to multiples of 8) are timm's own models; they are used through timm's features API and
+  not re-implemented here.
+* ReXNet-lite (no SE, ReLU6 everywhere) exists only in clovaai's repository. It is
+  implemented below and registered with timm as ``rexnet_lite_100/_130/_150/_200``; its
+  parameter names are clovaai's exactly, so their lite checkpoints load strictly.
+* clovaai's full ReXNetV1 checkpoints hold the same tensors as timm's ``rexnet_*`` under
+  other names (and a 1x1-conv classifier where timm has a Linear):
+  :func:`clovaai_to_timm` maps them.
+
+:class:`ReXNetBackbone` is the dense-prediction trunk registered as ``type='ReXNet'``.
+"""
+import re
+from typing import Dict, List, Tuple
+
+import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import DropPath, make_divisible
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from torch import nn
+
+from ._fusion import fuse_conv_bn, fuse_modules
+from .checkpoint import CheckpointError
+from .multiscale import FAMILY_KEY_SIGNATURES
+from .timm_features import TimmFeaturesBackbone
+
+__all__ = ['ReXNetLite', 'ReXNetBackbone', 'REXNET_ARCHS', 'LITE_MULTIPLIERS',
+           'clovaai_to_timm', 'is_clovaai_rexnet']
+
+# Blocks per group and each group's first stride (the rest have stride 1); both ReXNets.
+GROUP_DEPTHS = (1, 2, 2, 3, 3, 5)
+GROUP_STRIDES = (1, 2, 2, 2, 1, 2)
+EXPANSION = 6  # every block but the first expands its input 6x before the depthwise conv
+# timm name suffix -> width multiplier; ReXNet-lite has the first four.
+WIDTHS = {'100': 1.0, '130': 1.3, '150': 1.5, '200': 2.0, '300': 3.0}
+LITE_MULTIPLIERS = {tag: WIDTHS[tag] for tag in ('100', '130', '150', '200')}
+
+# mm arch -> timm model name. Plain widths are ReXNet, 'r_' ReXNet-R, 'lite_' ReXNet-lite.
+REXNET_ARCHS: Dict[str, str] = {
+    **{f'{width}': f'rexnet_{tag}' for tag, width in WIDTHS.items()},
+    **{f'r_{width}': f'rexnetr_{tag}' for tag, width in WIDTHS.items()},
+    **{f'lite_{width}': f'rexnet_lite_{tag}' for tag, width in LITE_MULTIPLIERS.items()},
+}
+# timm's blocks have conv_dw; clovaai's (full and lite) keep their layers in '.out'.
+FAMILY_KEY_SIGNATURES['ReXNet'] = r'features[._]\d+\.(conv_dw\.conv|out\.\d+)\.weight$'
+
+
+# ---- ReXNet-lite ---------------------------------------------------------------------
+def conv_bn(in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1,
+            groups: int = 1, relu6: bool = True) -> List[nn.Module]:
+    """Bias-free conv, BN and optionally ReLU6, as separate entries (clovaai's indices)."""
+    layers = [nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2,
+                        groups=groups, bias=False),
+              nn.BatchNorm2d(out_channels)]
+    return layers + [nn.ReLU6(inplace=True)] if relu6 else layers
+
+
+@torch.no_grad()
+def fold_conv_bn_siblings(container: nn.Module) -> nn.Module:
+    """Fold every BatchNorm2d that directly follows a Conv2d among ``container``'s children
+    into that conv (the BN becomes Identity, so the other children keep their names)."""
+    children = list(container.named_children())
+    for (conv_name, conv), (norm_name, norm) in zip(children, children[1:]):
+        if isinstance(conv, nn.Conv2d) and type(norm) is nn.BatchNorm2d:
+            setattr(container, conv_name, fuse_conv_bn(conv, norm))
+            setattr(container, norm_name, nn.Identity())
+    return container
+
+
+class LiteBottleneck(nn.Module):
+    """[1x1 expand -> BN -> ReLU6] -> 3x3 depthwise -> BN -> ReLU6 -> 1x1 -> BN.
+
+    ReXNet's partial residual: where the stride is 1 and the block does not narrow, the
+    input is added to the first ``in_channels`` output channels only.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, expansion: int, stride: int,
+                 drop_path: float = 0.0):
+        super().__init__()
+        self.in_channels = in_channels
+        self.use_shortcut = stride == 1 and in_channels <= out_channels
+        hidden = in_channels * expansion
+        layers = conv_bn(in_channels, hidden) if expansion != 1 else []
+        layers += conv_bn(hidden, hidden, 3, stride, groups=hidden)
+        layers += conv_bn(hidden, out_channels, relu6=False)
+        self.out = nn.Sequential(*layers)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x):
+        out = self.out(x)
+        if not self.use_shortcut:
+            return out
+        out = self.drop_path(out)
+        return torch.cat([out[:, :self.in_channels] + x, out[:, self.in_channels:]], dim=1)
+
+    def fuse(self) -> nn.Module:
+        fold_conv_bn_siblings(self.out)
+        return self
+
+
+def lite_channels(multiplier: float, initial: int = 16, final: int = 164
+                  ) -> Tuple[int, List[Tuple[int, int]], int]:
+    """(stem channels, [(in, out) per block], penultimate channels) of ReXNet-lite.
+
+    Block widths grow linearly with the block index from ``initial`` by ``final`` in all,
+    scaled by ``multiplier`` and rounded to multiples of 8 (as clovaai computes them).
+    """
+    def width(value: float) -> int:
+        return make_divisible(int(round(value * multiplier)), 8)
+
+    base = initial / multiplier if multiplier < 1.0 else initial
+    stem = width(32 / multiplier if multiplier < 1.0 else 32)
+    num_blocks = sum(GROUP_DEPTHS)
+    blocks = [(stem, width(base))]
+    for _ in range(num_blocks - 1):
+        in_channels = width(base)
+        base += final / (num_blocks - 1)
+        blocks.append((in_channels, width(base)))
+    penultimate = int(1280 * multiplier) if multiplier > 1.0 else 1280
+    return stem, blocks, penultimate
+
+
+def block_strides() -> List[int]:
+    """Each block's stride: a group's first block has the group's stride, the rest 1."""
+    return [stride if i == 0 else 1
+            for depth, stride in zip(GROUP_DEPTHS, GROUP_STRIDES) for i in range(depth)]
+
+
+class ReXNetLite(nn.Module):
+    """ReXNet-lite ImageNet classifier (timm model), in clovaai's parameter layout."""
+
+    def __init__(self, multiplier: float = 1.0, in_chans: int = 3, num_classes: int = 1000,
+                 drop_rate: float = 0.2, drop_path_rate: float = 0.0, head_channels: int = 1024):
+        super().__init__()
+        self.num_classes = num_classes
+        self.drop_rate = drop_rate
+        self.head_channels = head_channels
+        stem, blocks, penultimate = lite_channels(multiplier)
+        layers = conv_bn(in_chans, stem, 3, stride=2)
+        self.feature_info, reduction = [], 2
+        strides = block_strides()
+        for index, ((in_channels, out_channels), stride) in enumerate(zip(blocks, strides)):
+            if stride > 1:  # the previous layer's output is the last one at this resolution
+                self.feature_info.append(dict(num_chs=in_channels, reduction=reduction,
+                                              module=f'features.{len(layers) - 1}'))
+                reduction *= stride
+            rate = drop_path_rate * index / (len(blocks) - 1)
+            layers.append(LiteBottleneck(in_channels, out_channels, 1 if index == 0 else EXPANSION,
+                                         stride, rate))
+        self.feature_info.append(dict(num_chs=blocks[-1][1], reduction=reduction,
+                                      module=f'features.{len(layers) - 1}'))
+        layers += conv_bn(blocks[-1][1], penultimate)
+        self.features = nn.Sequential(*layers)
+        self.num_features = self.head_hidden_size = penultimate
+        self.output = self._head(num_classes)
+
+    def _head(self, num_classes: int) -> nn.Module:
+        """1x1 conv (bias) -> BN -> ReLU6 -> dropout -> 1x1 conv classifier, on pooled features."""
+        if num_classes <= 0:
+            return nn.Identity()
+        return nn.Sequential(
+            nn.Conv2d(self.num_features, self.head_channels, 1), nn.BatchNorm2d(self.head_channels),
+            nn.ReLU6(inplace=True), nn.Dropout(self.drop_rate),
+            nn.Conv2d(self.head_channels, num_classes, 1))
+
+    def get_classifier(self) -> nn.Module:
+        return self.output
+
+    def reset_classifier(self, num_classes: int, global_pool=None):
+        self.num_classes = num_classes
+        self.output = self._head(num_classes)
+
+    def forward_features(self, x):
+        return self.features(x)
+
+    def forward_head(self, x, pre_logits: bool = False):
+        x = x.mean((2, 3), keepdim=True)
+        return x.flatten(1) if pre_logits else self.output(x).flatten(1)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+    def fuse(self) -> nn.Module:
+        """Deploy form: every BN folded into the conv before it."""
+        fold_conv_bn_siblings(self.features)
+        if isinstance(self.output, nn.Sequential):
+            fold_conv_bn_siblings(self.output)
+        return fuse_modules(self)
+
+
+def _cfg(**kwargs) -> dict:
+    return dict(url='', num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7),
+                crop_pct=0.875, interpolation='bicubic', mean=IMAGENET_DEFAULT_MEAN,
+                std=IMAGENET_DEFAULT_STD, first_conv='features.0', classifier='output.4',
+                license='mit', **kwargs)
+
+
+# timm's register_model picks these up by module; no download URLs are pinned.
+default_cfgs = generate_default_cfgs({f'rexnet_lite_{tag}': _cfg() for tag in LITE_MULTIPLIERS})
+
+
+def _register_lite(tag: str):
+    multiplier = LITE_MULTIPLIERS[tag]
+
+    def factory(pretrained: bool = False, **kwargs) -> ReXNetLite:
+        # flatten_sequential: the feature levels are entries of the 'features' Sequential.
+        return build_model_with_cfg(ReXNetLite, f'rexnet_lite_{tag}', pretrained, multiplier=multiplier,
+                                    feature_cfg=dict(flatten_sequential=True), **kwargs)
+    factory.__name__ = f'rexnet_lite_{tag}'
+    factory.__doc__ = f'ReXNet-lite {multiplier}x (clovaai ReXNetV1_lite(multiplier={multiplier})).'
+    factory.__module__ = __name__
+    return register_model(factory)
+
+
+for _tag in LITE_MULTIPLIERS:
+    globals()[f'rexnet_lite_{_tag}'] = _register_lite(_tag)
+
+
+# ---- clovaai's full ReXNetV1 layout -> timm's ------------------------------------------
+_CLOVAAI_SE = re.compile(r'^features\.\d+\.out\.\d+\.fc\.')
+_FEATURES_KEY = re.compile(r'^features\.(\d+)\.(.+)$')
+_BLOCK_LAYER = re.compile(r'^out\.(\d+)\.(.+)$')
+# clovaai SE: fc = (conv, BN, ReLU, conv, Sigmoid); timm's SEModule names them.
+_SE_NAMES = {'0': 'fc1', '1': 'bn', '3': 'fc2'}
+# A block's (conv, BN) pairs in order: with or without the 1x1 expansion.
+_BLOCK_LAYER_NAMES = {2: ('conv_dw', 'conv_pwl'), 3: ('conv_exp', 'conv_dw', 'conv_pwl')}
+
+
+def is_clovaai_rexnet(state_dict) -> bool:
+    """clovaai's full ReXNetV1 layout: SE layers inside '.out' Sequentials (timm has '.se')."""
+    return any(_CLOVAAI_SE.match(key) for key in state_dict)
+
+
+def _block_layer_names(block_keys: List[str], block: int) -> Dict[int, str]:
+    """{index in the block's '.out' Sequential: timm 'conv_x.conv' / 'conv_x.bn'} for one block."""
+    indices = sorted({int(m.group(1)) for key in block_keys
+                      if (m := _BLOCK_LAYER.match(key)) and not m.group(2).startswith('fc.')})
+    names = _BLOCK_LAYER_NAMES.get(len(indices) // 2) if len(indices) % 2 == 0 else None
+    if names is None:
+        raise CheckpointError(f'clovaai ReXNet block features.{block} has {len(indices)} conv/BN layers; '
+                              'expected 4 or 6 (is it a ReXNetV1 checkpoint?)')
+    layers = {}
+    for name, conv, norm in zip(names, indices[0::2], indices[1::2]):
+        layers[conv], layers[norm] = f'{name}.conv', f'{name}.bn'
+    return layers
+
+
+def clovaai_to_timm(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """clovaai ReXNetV1 key layout -> timm ``RexNet``'s, same tensors.
+
+    clovaai's ``features`` holds stem conv/BN/SiLU, the blocks (``features.N.out.*``), and
+    the final 1x1 conv/BN; timm splits off ``stem`` and numbers the blocks from 0. The
+    classifier's 1x1 conv (``output.1``) becomes timm's Linear ``head.fc``.
+    """
+    by_index: Dict[int, Dict[str, str]] = {}
+    for key in state_dict:
+        m = _FEATURES_KEY.match(key)
+        if m:
+            by_index.setdefault(int(m.group(1)), {})[m.group(2)] = key
+    blocks = sorted(i for i, rests in by_index.items() if any(r.startswith('out.') for r in rests))
+    if not blocks:
+        raise CheckpointError('no clovaai ReXNet blocks (features.N.out.*) found in the checkpoint')
+    first, last = blocks[0], blocks[-1]
+    # Outside the blocks only conv/BN pairs carry tensors: stem at 0/1, final conv after the blocks.
+    plain = {0: 'stem.conv', 1: 'stem.bn', last + 1: f'features.{len(blocks)}.conv',
+             last + 2: f'features.{len(blocks)}.bn'}
+    layer_names = {index: _block_layer_names(list(by_index[index]), index) for index in blocks}
+    converted = {}
+    for key, value in state_dict.items():
+        m = _FEATURES_KEY.match(key)
+        if key in ('output.1.weight', 'output.1.bias'):
+            new_key = 'head.fc.' + key.rsplit('.', 1)[1]
+            value = value.flatten(1) if value.dim() == 4 else value
+        elif m is None:
+            raise CheckpointError(f'unexpected key in a clovaai ReXNet checkpoint: {key}')
+        elif int(m.group(1)) in blocks:
+            index, rest = int(m.group(1)), m.group(2)
+            layer, param = _BLOCK_LAYER.match(rest).groups()
+            se = re.match(r'^fc\.(\d+)\.(.+)$', param)
+            if se and se.group(1) in _SE_NAMES:
+                name = f'se.{_SE_NAMES[se.group(1)]}.{se.group(2)}'
+            else:
+                name = f'{layer_names[index][int(layer)]}.{param}'
+            new_key = f'features.{index - first}.{name}'
+        elif int(m.group(1)) in plain:
+            new_key = f'{plain[int(m.group(1))]}.{m.group(2)}'
+        else:
+            raise CheckpointError(f'unexpected key in a clovaai ReXNet checkpoint: {key}')
+        converted[new_key] = value
+    return converted
+
+
+_BLOCK_KEY = re.compile(r'^features\.(\d+)\.(out|conv_dw)\.')
+
+
+def drop_final_conv(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Drop the 1x1 conv (+BN) after the last block: it only feeds the classifier, and
+    timm's feature extractor ends at the last block (stride-32 level)."""
+    blocks = [int(m.group(1)) for key in state_dict if (m := _BLOCK_KEY.match(key))]
+    if not blocks:
+        return state_dict
+    last = max(blocks)
+    return {key: value for key, value in state_dict.items()
+            if not ((m := _FEATURES_KEY.match(key)) and int(m.group(1)) > last)}
+
+
+# ---- dense-prediction backbone ----------------------------------------------------------
+class ReXNetBackbone(TimmFeaturesBackbone):
+    """ReXNet / ReXNet-R / ReXNet-lite trunk: stage features at strides 4/8/16/32.
+
+    Registered in mmdet's and mmseg's MODELS as ``type='ReXNet'``; ``arch`` is the width
+    ('1.0', '1.3', '1.5', '2.0', '3.0'), 'r_<width>' for ReXNet-R, or 'lite_<width>'
+    ('lite_1.0', 'lite_1.3', 'lite_1.5', 'lite_2.0'). ``init_cfg`` takes a timm classifier
+    checkpoint, a clovaai one (full or lite), or a converted backbone checkpoint. The lite
+    archs have a deploy form (BN folded); timm's ReXNets do not.
+    """
+
+    family = 'ReXNet'
+    archs = REXNET_ARCHS
+    classifier_prefixes = ('head', 'output')  # timm's Linear head, clovaai's conv head
+    flattened_containers = ('features',)
+
+    def has_deploy_form(self, arch: str) -> bool:
+        return arch.startswith('lite_')
+
+    def switch_to_deploy(self) -> 'ReXNetBackbone':
+        if not self.fused:
+            fold_conv_bn_siblings(self.body)  # the stem's conv and BN are siblings in body
+        return super().switch_to_deploy()
+
+    @classmethod
+    def remap_classifier_keys(cls, state_dict):
+        """clovaai full -> timm layout; drop the classifier-only final conv; -> ``body.`` keys."""
+        if is_clovaai_rexnet(state_dict):
+            state_dict = clovaai_to_timm(state_dict)
+        return super().remap_classifier_keys(drop_final_conv(state_dict))

@@ -1,0 +1,249 @@
+"""ReXNet family: ReXNet-lite against clovaai's keys and outputs, clovaai's full ReXNetV1
+layout through the key map into timm's rexnet_100, the converter on clovaai and timm
+checkpoints, the backbone's channels/strides/freezing/deploy, and the generic timm adapter."""
+import importlib.util
+import math
+
+import pytest
+import timm
+import torch
+
+from conftest import (ROOT, assert_matches_reference, load_reference, reference_shapes,
+                      set_reference_weights)
+
+import backbones  # noqa: F401  (registers rexnet_lite_* with timm)
+from backbones import (REXNET_ARCHS, BackboneConfigError, CheckpointError, MultiScaleBackbone,
+                       ReXNetBackbone)
+from backbones.checkpoint import split_keys
+from backbones.rexnet import clovaai_to_timm
+from backbones.timm_features import TimmFeaturesBackbone
+from tools.convert_to_backbone_weights import main as convert
+
+LITE = {'100': '1.0', '130': '1.3', '150': '1.5', '200': '2.0'}
+# arch -> stage channels at strides 4/8/16/32 (timm's feature_info; the README table).
+CHANNELS = {
+    '1.0': [38, 61, 128, 185], '1.3': [50, 79, 167, 240], '1.5': [58, 92, 193, 277],
+    '2.0': [77, 122, 257, 370], '3.0': [116, 183, 386, 554],
+    'r_1.0': [40, 64, 128, 184], 'r_1.3': [48, 80, 168, 240], 'r_1.5': [56, 96, 192, 280],
+    'r_2.0': [80, 120, 256, 368], 'r_3.0': [112, 176, 384, 560],
+    'lite_1.0': [40, 64, 128, 184], 'lite_1.3': [48, 80, 160, 232], 'lite_1.5': [56, 88, 192, 272],
+    'lite_2.0': [80, 120, 248, 360],
+}
+
+
+class StateHolder:
+    """A bare state_dict of given key -> shape, for set_reference_weights in clovaai's layout."""
+
+    def __init__(self, shapes):
+        self.tensors = {key: torch.zeros(shape, dtype=torch.int64 if key.endswith('num_batches_tracked')
+                                         else torch.float32) for key, shape in shapes.items()}
+
+    def state_dict(self):
+        return self.tensors
+
+
+@pytest.fixture(scope='module')
+def clovaai_100():
+    """The reference and clovaai-layout ReXNetV1-1.0 weights filled by the shared procedure."""
+    reference = load_reference('clovaai_rexnetv1_1.0')
+    return reference, set_reference_weights(StateHolder(reference['keys'])).state_dict()
+
+
+def eval_features(model, x):
+    with torch.no_grad():
+        return model.eval()(x)
+
+
+# ---- ReXNet-lite: our implementation against clovaai's ------------------------------------
+@pytest.mark.parametrize('tag', LITE)
+def test_lite_state_dict_equals_clovaai_keys(tag):
+    with torch.device('meta'):
+        model = timm.create_model(f'rexnet_lite_{tag}')
+    shapes = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    assert shapes == reference_shapes(f'clovaai_rexnetv1_lite_{LITE[tag]}')
+
+
+@pytest.mark.parametrize('tag', ['100', '150'])
+def test_lite_reproduces_clovaai_outputs_unfused_and_fused(tag):
+    reference = load_reference(f'rexnet_lite_{tag}')
+    model = set_reference_weights(timm.create_model(f'rexnet_lite_{tag}'))
+    assert_matches_reference(model, reference)
+    assert_matches_reference(model.fuse(), reference)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+# ---- clovaai's full ReXNetV1 layout -> timm ----------------------------------------------------
+def test_clovaai_weights_through_key_map_reproduce_clovaai_outputs_in_timm_rexnet_100(clovaai_100):
+    reference, clovaai_state = clovaai_100
+    model = timm.create_model('rexnet_100')
+    model.load_state_dict(clovaai_to_timm(clovaai_state), strict=True)
+    assert_matches_reference(model, reference)
+
+
+@pytest.mark.parametrize('extra, message', [
+    ('extra.weight', 'unexpected key in a clovaai ReXNet checkpoint: extra.weight'),
+    ('features.4.out.0.weight', 'clovaai ReXNet block features.4 has 1 conv/BN layers; expected 4 or 6'),
+])
+def test_clovaai_key_map_rejects_other_layouts(extra, message):
+    block = {f'features.3.out.{i}.weight': torch.zeros(1) for i in (0, 1, 3, 4)}
+    with pytest.raises(CheckpointError, match=message):
+        clovaai_to_timm({**block, extra: torch.zeros(1)})
+
+
+def timm_levels(model, x):
+    """timm's own stride 4..32 features of a classifier (its forward_intermediates)."""
+    with torch.no_grad():
+        return model.eval().forward_intermediates(x, indices=[1, 2, 3, 4], intermediates_only=True)
+
+
+@pytest.mark.parametrize('layout', ['clovaai', 'timm'])
+def test_converter_output_computes_timm_rexnet_100_features(clovaai_100, tmp_path, layout, capsys):
+    """convert_to_backbone_weights --verify on either layout; the backbone then gives the
+    same features as timm's rexnet_100 holding the same weights."""
+    _, clovaai_state = clovaai_100
+    timm_state = clovaai_to_timm(clovaai_state)
+    source = tmp_path / 'release.pth'
+    torch.save(clovaai_state if layout == 'clovaai' else {'state_dict': timm_state}, source)
+    assert convert(['--model', 'rexnet_100', '--checkpoint', str(source),
+                    '--output-dir', str(tmp_path), '--verify']) == 0
+    backbone = ReXNetBackbone('1.0')
+    assert f'ok: {len(backbone.state_dict())} tensors, 0 cropped' in capsys.readouterr().out
+    backbone.load_state_dict(torch.load(tmp_path / 'rexnet_100_backbone.pth')['state_dict'], strict=True)
+    classifier = timm.create_model('rexnet_100')
+    classifier.load_state_dict(timm_state)
+    x = torch.randn(1, 3, 97, 131)
+    for ours, theirs in zip(eval_features(backbone, x), timm_levels(classifier, x), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+def test_clovaai_lite_release_loads_through_init_cfg(tmp_path):
+    """A clovaai lite checkpoint (their layout, head included) fills the backbone: nothing
+    missing or unexpected, and the features are the lite classifier's own levels."""
+    classifier = set_reference_weights(timm.create_model('rexnet_lite_100'))
+    path = tmp_path / 'rexnet_lite_1.0.pth'
+    torch.save(classifier.state_dict(), path)
+    backbone = ReXNetBackbone('lite_1.0')
+    result = backbone.load_pretrained(str(path))
+    assert (result['missing'], result['unexpected']) == ([], [])
+    assert sum(map(len, result['dropped'].values())) == 9  # output.{0,1,4}: the classifier head
+    extractor = timm.create_model('rexnet_lite_100', features_only=True, out_indices=(1, 2, 3, 4))
+    extractor.load_state_dict(backbone.body.state_dict())
+    x = torch.randn(1, 3, 45, 61)
+    for ours, theirs in zip(eval_features(backbone, x), eval_features(extractor, x), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+# ---- the backbone ------------------------------------------------------------------------------
+@pytest.mark.parametrize('arch', CHANNELS)
+def test_channels_and_strides_per_arch_on_an_odd_input(arch):
+    backbone = ReXNetBackbone(arch)
+    assert backbone.out_channels == CHANNELS[arch]
+    assert [info['reduction'] for info in backbone.feature_info] == [4, 8, 16, 32]
+    height, width = 45, 59
+    features = eval_features(backbone, torch.randn(1, 3, height, width))
+    assert [tuple(f.shape) for f in features] == [
+        (1, c, math.ceil(height / s), math.ceil(width / s)) for c, s in zip(CHANNELS[arch], (4, 8, 16, 32))]
+
+
+@pytest.mark.parametrize('arch', CHANNELS)
+def test_classifier_checkpoint_keys_map_onto_the_backbone(arch):
+    """timm's classifier (clovaai's layout for lite) minus its head and final conv gives
+    exactly the backbone's keys and shapes."""
+    with torch.device('meta'):
+        classifier = timm.create_model(REXNET_ARCHS[arch]).state_dict()
+        backbone = ReXNetBackbone(arch).state_dict()
+    kept, _ = split_keys(classifier, ReXNetBackbone.classifier_prefixes)
+    mapped = ReXNetBackbone.remap_classifier_keys(kept)
+    assert {k: v.shape for k, v in mapped.items()} == {k: v.shape for k, v in backbone.items()}
+
+
+def test_rexnet_100_known_channels():
+    assert ReXNetBackbone('1.0', out_indices=(1, 2, 3)).out_channels == [61, 128, 185]
+    assert ReXNetBackbone('1.0').out_channels == [38, 61, 128, 185]
+
+
+def test_out_indices_frozen_stages_and_norm_eval():
+    backbone = ReXNetBackbone('lite_1.0', out_indices=(1, 3), frozen_stages=2, norm_eval=True)
+    backbone.train()
+    frozen = backbone.stem_modules() + backbone.stage_modules(0) + backbone.stage_modules(1)
+    assert frozen and all(not p.requires_grad for m in frozen for p in m.parameters())
+    assert all(p.requires_grad for m in backbone.stage_modules(2) for p in m.parameters())
+    assert not any(m.training for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    features = backbone(torch.randn(2, 3, 64, 64))
+    assert [f.shape[1] for f in features] == [64, 184]
+    # Every module of body is in exactly one of stem / stage 0..3.
+    parts = backbone._stem_names + [name for names in backbone._stage_names for name in names]
+    assert parts == list(backbone.body.keys())
+
+
+def test_lite_deploy_form_gives_the_same_features():
+    torch.manual_seed(0)
+    plain = set_reference_weights(ReXNetBackbone('lite_1.0')).eval()
+    deployed = ReXNetBackbone('lite_1.0', deploy=True).eval()
+    deployed.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 64, 80)
+    for ours, theirs in zip(eval_features(deployed, x), eval_features(plain, x), strict=True):
+        assert (ours - theirs).abs().max() <= 1e-4 * theirs.abs().max()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in deployed.modules())
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(arch='0.9'), "unknown ReXNet arch '0.9': choose one of 1.0, 1.3, 1.5, 2.0, 3.0, r_1.0"),
+    (dict(arch='1.0', deploy=True), 'ReXNet-1.0 has no deploy (BN-folded) form: build it with deploy=False'),
+])
+def test_bad_arguments_are_one_line(kwargs, message):
+    with pytest.raises(BackboneConfigError) as error:
+        ReXNetBackbone(**kwargs)
+    assert message in str(error.value) and '\n' not in str(error.value)
+
+
+# ---- the generic timm adapter with another timm model ----------------------------------------
+class ResNetFeatures(TimmFeaturesBackbone):
+    family = 'ResNet'
+    archs = {'18': 'resnet18'}
+
+
+def test_timm_adapter_serves_resnet18(tmp_path):
+    backbone = ResNetFeatures('18', frozen_stages=1)
+    assert isinstance(backbone, MultiScaleBackbone)
+    assert backbone.out_channels == [64, 128, 256, 512]
+    assert [info['reduction'] for info in backbone.feature_info] == [4, 8, 16, 32]
+    assert backbone._stem_names == ['conv1', 'bn1', 'act1']
+    assert backbone._stage_names[0] == ['maxpool', 'layer1']
+    backbone.train()
+    assert not backbone.body.layer1.training and backbone.body.layer2.training
+    # A timm classifier checkpoint loads through init_cfg with its 'fc' head dropped.
+    classifier = timm.create_model('resnet18')
+    torch.save({'state_dict': classifier.state_dict()}, tmp_path / 'resnet18.pth')
+    result = backbone.load_pretrained(str(tmp_path / 'resnet18.pth'))
+    assert (result['missing'], result['unexpected'], list(result['dropped'])) == ([], [], ['fc'])
+    x = torch.randn(1, 3, 37, 53)
+    with torch.no_grad():
+        theirs = classifier.eval().forward_intermediates(x, indices=[1, 2, 3, 4], intermediates_only=True)
+    for ours, expected in zip(eval_features(backbone, x), theirs, strict=True):
+        torch.testing.assert_close(ours, expected, rtol=0, atol=0)
+
+
+# ---- configs and a demo training iteration -----------------------------------------------
+REXNET_CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs').glob('rexnet_*.py'))
+
+
+def test_every_issue_config_exists():
+    expected = {f'configs/rexnet_{w}_coco{suffix}.py' for w in ('100', '150', '200')
+                for suffix in ('', '_faster_rcnn')}
+    expected |= {f'configs/rexnet_{w}_ade20k.py' for w in ('100', '150')}
+    assert expected <= set(REXNET_CONFIGS)
+
+
+@pytest.mark.skipif(importlib.util.find_spec('mmdet') is None, reason='mmdet is not installed')
+def test_demo_training_iteration_with_a_rexnet_backbone(demo_data, tmp_path):
+    """The RecNeXt detection demo with its backbone swapped for ReXNet-lite 1.0: one
+    training iteration (batch 4) runs and logs a loss."""
+    from test_mm import DET_DEMO, demo_options, run_tool, scalars
+    work = tmp_path / 'det'
+    result = run_tool('tools/train.py', DET_DEMO, '--work-dir', str(work), *demo_options(
+        demo_data, 'det', 'model.backbone.type=ReXNet', 'model.backbone.arch=lite_1.0',
+        'model.neck.in_channels=[40,64,128,184]', 'train_dataloader.dataset.indices=4',
+        'train_cfg.max_epochs=1', 'default_hooks.logger.interval=1'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert any('loss' in r and r.get('iter') == 1 for r in scalars(work))
