@@ -51,8 +51,16 @@ def read_image(path: Path):
     try:
         with Image.open(path) as image:
             return image.convert('RGB')
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except UnidentifiedImageError:
+        raise UserError(f'cannot read image {path}: not an image file, or a damaged one') from None
+    except (OSError, ValueError) as err:
         raise UserError(f'cannot read image {path}: {one_line(err)}') from None
+
+
+def check_readable(paths: Sequence[Path]) -> None:
+    """Fail before a long run, not in the middle of it, when an image cannot be read."""
+    for path in paths:
+        read_image(path)
 
 
 def image_tensor(image, size: Optional[int], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -28,7 +28,7 @@ import json
 import os.path as osp
 import re
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
@@ -36,8 +36,8 @@ import torch
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # run from a checkout
 
 from mm_common.runtime import UserError, exit_code_of  # noqa: E402
-from tools.analysis.common import (DPI, build_model, checkpoints_for, image_tensor,  # noqa: E402
-                                   list_images, make_parent, read_image)
+from tools.analysis.common import (DPI, LoadedModel, build_model, check_readable, checkpoints_for,  # noqa: E402
+                                   image_tensor, list_images, make_parent, read_image)
 
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
 PANEL_INCHES = 4  # each model's heatmap is PANEL_INCHES * DPI pixels square
@@ -119,15 +119,13 @@ def draw(results: List[dict], out: str, stage_label: str) -> None:
     plt.close(fig)
 
 
-def run_model(spec: str, checkpoint: Optional[str], images, stage: int, size: int) -> dict:
+def run_model(model: LoadedModel, images, stage: int, size: int) -> dict:
     from tqdm import tqdm
-    model = build_model(spec, checkpoint)
-    stage = model.check_stage(stage)
     tensors = (image_tensor(read_image(p), size, model.mean, model.std) for p in images)
-    with tqdm(total=len(images), desc=f'ERF {spec}', unit='img', file=sys.stderr) as progress:
+    with tqdm(total=len(images), desc=f'ERF {model.name}', unit='img', file=sys.stderr) as progress:
         raw = accumulate_erf(lambda x: model.stage_output(x, stage), tensors, progress)
     normalised = log_normalised(raw)
-    return dict(model=spec, weights=model.weights, stage=stage, num_images=len(images),
+    return dict(model=model.name, weights=model.weights, stage=stage, num_images=len(images),
                 raw=raw, map=normalised, ratios=area_ratios(normalised))
 
 
@@ -151,11 +149,14 @@ def erf(args) -> List[dict]:
         raise UserError('--num-images and --size must be positive')
     checkpoints = checkpoints_for(args.models, args.checkpoint)
     images = list_images(args.images, args.num_images)
+    check_readable(images)
+    torch.manual_seed(0)  # a reproducible random init
+    models = [build_model(m, c) for m, c in zip(args.models, checkpoints)]
+    stages = [model.check_stage(args.stage) for model in models]
     if len(images) < args.num_images:
         print(f'note: {len(images)} images in {args.images}, fewer than --num-images {args.num_images}',
               file=sys.stderr)
-    torch.manual_seed(0)  # a reproducible random init
-    results = [run_model(m, c, images, args.stage, args.size) for m, c in zip(args.models, checkpoints)]
+    results = [run_model(model, images, stage, args.size) for model, stage in zip(models, stages)]
     make_parent(args.out)
     stem = osp.splitext(args.out)[0]
     for result in results:

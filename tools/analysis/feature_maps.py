@@ -251,8 +251,8 @@ def feature_maps(args) -> Maps:
         raise UserError('--size must be 0 (keep) or positive')
     path = list_images(args.image, 1)[0]
     image = read_image(path)
+    torch.manual_seed(0)  # a reproducible random init
     model = build_model(args.model, args.checkpoint)
-    torch.manual_seed(0)
     x = image_tensor(image, args.size, model.mean, model.std)
     maps = named_maps(model.module, x, args.modules) if args.modules else default_maps(model.module, x)
     shown = image.resize((x.shape[-1], x.shape[-2])) if args.size else image

@@ -1,0 +1,209 @@
+"""Seeing what the models do: ERF, feature maps, and predictions drawn (tools/analysis, tools/infer.py,
+tools/test.py --show-dir)."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from tools.analysis import erf as erf_tool
+from tools.analysis import feature_maps as fm_tool
+from tools.analysis.common import DPI
+
+
+# ---- ERF method ---------------------------------------------------------------------
+def two_stacked_3x3_convs(weight=None) -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 1, 3, padding=1, bias=False))
+    if weight is not None:
+        with torch.no_grad():
+            for conv in net:
+                conv.weight.fill_(weight)
+                if conv.bias is not None:
+                    conv.bias.zero_()
+    return net.requires_grad_(False)
+
+
+def test_erf_of_two_stacked_3x3_convs_is_the_5x5_window():
+    net = two_stacked_3x3_convs()
+    grad = erf_tool.input_gradient(net, torch.randn(1, 3, 15, 15))
+    window = torch.zeros(15, 15, dtype=torch.bool)
+    window[5:10, 5:10] = True  # the output's centre is (7, 7); two 3x3 convs reach +-2
+    assert torch.equal(grad != 0, window)
+
+
+def test_erf_area_ratios_follow_from_the_window():
+    # With every weight 1 and 4 middle channels, d centre / d input at offset (dy, dx) is
+    # 4 * t(dy) * t(dx) per colour channel, t = (1, 2, 3, 2, 1): summed over 3 colours,
+    # 12 * t * t = 108 at the centre down to 12 in the corners.
+    x = torch.randn(1, 3, 15, 15)
+    raw = erf_tool.accumulate_erf(two_stacked_3x3_convs(weight=1.0), [x, 2 * x]).astype(np.float64)
+    t = np.array([1, 2, 3, 2, 1], dtype=np.float64)
+    expected = np.zeros((15, 15))
+    expected[5:10, 5:10] = 12 * np.outer(t, t)
+    np.testing.assert_allclose(raw, expected)  # linear net: same map for every image
+    data = erf_tool.log_normalised(raw)
+    np.testing.assert_allclose(data.max(), 1.0)
+    total = data.sum()
+    # log10(v + 1): the centre holds 6 % of the sum, the 3x3 window 46 %, the 5x5 window all of it.
+    assert data[7, 7] / total < 0.2 < 0.3 < data[6:9, 6:9].sum() / total < 0.5
+    ratios = erf_tool.area_ratios(data)
+    assert {k: v['side'] for k, v in ratios.items()} == {'20%': 3, '30%': 3, '50%': 5, '99%': 5}
+    assert ratios['20%']['area_ratio'] == pytest.approx(9 / 225)
+    assert ratios['99%']['area_ratio'] == pytest.approx(25 / 225)
+
+
+def test_centred_window_covers_the_whole_image_at_most():
+    data = np.ones((6, 10))
+    assert erf_tool.centred_window(data, 0.99) == dict(side=11, area_ratio=1.0)
+
+
+# ---- feature-map defaults ---------------------------------------------------------------
+def test_default_maps_of_recnext_are_the_recursion_levels():
+    from tools.analysis.common import build_model
+    model = build_model('recnext_m0').module
+    maps = fm_tool.default_maps(model, torch.randn(1, 3, 64, 64))
+    # The last block of the first stage (level 4) at 64 / 4 = 16 pixels, coarsest first.
+    assert [label for label, _ in maps] == [
+        f'stages.0.blocks.1.token_mixer level {k} (1/{2 ** k})' for k in (4, 3, 2, 1, 0)]
+    assert [tuple(m.shape) for _, m in maps] == [(1, 1), (2, 2), (4, 4), (8, 8), (16, 16)]
+
+
+class ChunkMixer(nn.Module):
+    """Stand-in for RepNeXt's ChunkConv: identity, small, medium and large depthwise branches
+    on four channel chunks."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv_s = nn.Conv2d(width, width, 3, padding=1, groups=width)
+        self.conv_m = nn.Sequential(nn.Conv2d(width, width, 5, padding=2, groups=width),
+                                    nn.BatchNorm2d(width))
+        self.conv_l = nn.Sequential(nn.Conv2d(width, width, (1, 11), padding=(0, 5), groups=width),
+                                    nn.Conv2d(width, width, (11, 1), padding=(5, 0), groups=width))
+
+    def forward(self, x):
+        i, s, m, l = torch.chunk(x, 4, dim=1)
+        return torch.cat((i, self.conv_s(s), self.conv_m(m), self.conv_l(l)), dim=1)
+
+
+class OrientedConv(nn.Module):
+    """Stand-in for an oriented 1D depthwise conv: one angle per output channel."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, (1, 7), padding=(0, 3), groups=channels)
+        self.theta = nn.Parameter(torch.arange(channels) % 4 * math.pi / 4, requires_grad=False)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def stand_in_trunk(mixer) -> nn.Module:
+    """Stride-2 stem and two stages; the second stage is at half the first's resolution."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1),
+                         nn.Sequential(mixer(), mixer()),
+                         nn.Sequential(nn.Conv2d(16, 16, 3, stride=2, padding=1), mixer())).eval()
+
+
+def test_default_maps_of_chunked_branches():
+    model = stand_in_trunk(lambda: ChunkMixer(4))
+    x = torch.randn(1, 3, 32, 32)
+    maps = fm_tool.default_maps(model, x)
+    assert [label for label, _ in maps] == [f'1.1 {b}' for b in ('identity', 'conv_s', 'conv_m', 'conv_l')]
+    with torch.no_grad():
+        mixer_in = model[1][0](model[0](x))
+        mixer_out = model[1][1](mixer_in)
+    for (_, got), chunk in zip(maps, mixer_out.split(4, dim=1)):
+        torch.testing.assert_close(got, chunk[0].mean(0))
+    torch.testing.assert_close(maps[0][1], mixer_in[0, :4].mean(0))  # identity: the input chunk
+
+
+def test_default_maps_of_oriented_kernels_are_angle_groups():
+    model = stand_in_trunk(lambda: OrientedConv(16))
+    x = torch.randn(1, 3, 32, 32)
+    maps = fm_tool.default_maps(model, x)
+    assert [label for label, _ in maps] == [f'1.1 θ={a:.1f}°' for a in (0, 45, 90, 135)]
+    with torch.no_grad():
+        out = model[1](model[0](x))
+    torch.testing.assert_close(maps[1][1], out[0, [1, 5, 9, 13]].mean(0))  # channels at 45°
+
+
+def test_many_distinct_angles_are_binned():
+    groups = fm_tool.angle_groups(torch.linspace(0, math.pi, 33)[:-1])
+    assert len(groups) == fm_tool.ANGLE_BINS and sum(len(index) for _, index in groups) == 32
+
+
+def test_default_maps_fall_back_to_the_stage_outputs():
+    import timm
+    torch.manual_seed(0)
+    model = timm.create_model('resnet10t').eval()
+    maps = fm_tool.default_maps(model, torch.randn(1, 3, 64, 64))
+    assert [label for label, _ in maps] == ['act1', 'layer1', 'layer2', 'layer3', 'layer4']
+
+
+# ---- the tools on recnext_m0 and the demo data --------------------------------------------
+def png_size(path):
+    with Image.open(path) as image:
+        image.load()
+        return image.size
+
+
+def test_erf_tool_writes_figure_maps_and_ratios(demo_data, tmp_path, capsys):
+    out = tmp_path / 'erf.png'
+    code = erf_tool.main(['--models', 'recnext_m0', 'resnet10t', '--images', str(demo_data / 'coco' / 'val2017'),
+                          '--num-images', '2', '--size', '64', '--out', str(out), '--json'])
+    assert code == 0, capsys.readouterr().err
+    panel = erf_tool.PANEL_INCHES * DPI
+    assert png_size(out) == (2 * panel, panel)
+    assert np.load(tmp_path / 'erf_recnext_m0.npy').shape == (64, 64)
+    summary = json.loads((tmp_path / 'erf.json').read_text())
+    assert [s['model'] for s in summary] == ['recnext_m0', 'resnet10t']
+    assert summary[0]['weights'] == 'random init' and summary[0]['stage'] == 3
+    ratios = [summary[0]['ratios'][k]['area_ratio'] for k in ('20%', '30%', '50%', '99%')]
+    assert ratios == sorted(ratios) and 0 < ratios[0] and ratios[-1] <= 1
+
+
+def test_feature_map_tool_writes_a_grid(demo_data, tmp_path, capsys):
+    out = tmp_path / 'maps.png'
+    code = fm_tool.main(['recnext_m0', str(demo_data / 'coco' / 'val2017'), '--size', '64', '--out', str(out)])
+    assert code == 0, capsys.readouterr().err
+    panel = fm_tool.PANEL_INCHES * DPI
+    assert png_size(out) == (5 * panel, 2 * panel)  # input + 5 levels on a 5-column grid
+
+
+@pytest.fixture
+def bad_inputs(demo_data, tmp_path):
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    broken = tmp_path / 'broken'
+    broken.mkdir()
+    (broken / 'a.jpg').write_bytes(b'not an image')
+    return dict(images=str(demo_data / 'coco' / 'val2017'), empty=str(empty), broken=str(broken))
+
+
+@pytest.mark.parametrize('tool, args, message', [
+    ('erf', ['--models', 'recnext_m0', '--images', '{empty}'],
+     'error: no images (.jpg, .jpeg, .png, .bmp, .webp, .tif, .tiff) in {empty}'),
+    ('erf', ['--models', 'no_such_net', '--images', '{images}'],
+     "error: unknown model 'no_such_net': give a timm model name (e.g. recnext_m0, resnet18) "
+     'or an mm backbone as TYPE:ARCH (RecNeXt:ARCH)'),
+    ('erf', ['--models', 'recnext_m0', '--images', '{broken}'],
+     'error: cannot read image {broken}/a.jpg: not an image file, or a damaged one'),
+    ('erf', ['--models', 'recnext_m0', '--images', '{images}', '--stage', '4'],
+     'error: --stage 4 is out of range for recnext_m0: it has 4 stages, use 0..3 (or -1 for the last)'),
+    ('erf', ['--models', 'recnext_m0', 'resnet10t', '--images', '{images}', '--checkpoint', 'x.pth'],
+     "error: --checkpoint got 1 paths for 2 models: give one per model, in the same order ('none' for random init)"),
+    ('fm', ['recnext_m0', '{images}', '--modules', 'stages.0.blocks.9'],
+     "error: no module 'stages.0.blocks.9' in RecNeXtBackbone (did you mean stages.0.blocks.1, stages.0.blocks.0, "
+     'stages.0.blocks?)'),
+])
+def test_bad_input_is_one_line(bad_inputs, capsys, tool, args, message):
+    main = erf_tool.main if tool == 'erf' else fm_tool.main
+    code = main([a.format(**bad_inputs) for a in args] + ['--size', '32', '--out', '/dev/null'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == [message.format(**bad_inputs)]
