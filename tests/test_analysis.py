@@ -207,3 +207,89 @@ def test_bad_input_is_one_line(bad_inputs, capsys, tool, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err == [message.format(**bad_inputs)]
+
+
+# ---- predictions drawn (mmdet / mmseg) ------------------------------------------------------
+DEMO_CONFIGS = {'det': 'configs/demo/recnext_m0_demo_coco.py', 'seg': 'configs/demo/recnext_m0_demo_ade.py'}
+
+
+def demo_val_images(demo_data, task):
+    folder = demo_data / 'coco' / 'val2017' if task == 'det' else demo_data / 'ade' / 'images' / 'validation'
+    return sorted(folder.glob('*.jpg'))
+
+
+@pytest.fixture(scope='session')
+def demo_checkpoints(tmp_path_factory):
+    """A checkpoint per demo config, as tools/train.py saves them (weights and dataset_meta),
+    but with the initial weights: drawing does not need a trained model, and this skips
+    the training run."""
+    pytest.importorskip('mmdet')
+    pytest.importorskip('mmseg')
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from conftest import ROOT
+    out = tmp_path_factory.mktemp('checkpoints')
+    paths = {}
+    for task, config in DEMO_CONFIGS.items():
+        cfg = Config.fromfile(str(ROOT / config))
+        with DefaultScope.overwrite_default_scope(cfg.default_scope):
+            if task == 'det':
+                import detection  # noqa: F401
+                from mmdet.registry import MODELS
+            else:
+                import segmentation  # noqa: F401
+                from mmseg.registry import MODELS
+            torch.manual_seed(0)
+            model = MODELS.build(cfg.model)
+        meta = dict(dataset_meta=dict(cfg.train_dataloader.dataset.metainfo))
+        paths[task] = out / f'{task}.pth'
+        torch.save(dict(meta=meta, state_dict=model.state_dict()), paths[task])
+    return paths
+
+
+@pytest.mark.parametrize('task', DEMO_CONFIGS)
+def test_infer_draws_predictions_on_images(demo_data, demo_checkpoints, tmp_path, task, capsys):
+    from tools import infer
+    images = tmp_path / 'images'
+    images.mkdir()
+    for source in demo_val_images(demo_data, task)[:2]:
+        (images / source.name).write_bytes(source.read_bytes())
+    code = infer.main([DEMO_CONFIGS[task], str(demo_checkpoints[task]), str(images),
+                       '--out-dir', str(tmp_path / 'out'), '--score-thr', '0', '--device', 'cpu'])
+    assert code == 0, capsys.readouterr().err[-3000:]
+    printed = capsys.readouterr().out.split()
+    drawn = [tmp_path / 'out' / 'vis' / p.name for p in sorted(images.iterdir())]
+    assert [str(p) for p in drawn] == printed[-2:]
+    for path, source in zip(drawn, sorted(images.iterdir())):
+        with Image.open(path) as image, Image.open(source) as original:
+            assert image.size == original.size
+            # Something was drawn: boxes (every score is kept at --score-thr 0) or the label map.
+            assert np.abs(np.asarray(image, np.int16) - np.asarray(original, np.int16)).max() > 50
+
+
+@pytest.mark.parametrize('task', DEMO_CONFIGS)
+def test_show_dir_writes_one_image_per_test_image(demo_data, demo_checkpoints, tmp_path, task):
+    from test_mm import demo_options, run_tool
+    show_dir = tmp_path / 'show'
+    result = run_tool('tools/test.py', DEMO_CONFIGS[task], str(demo_checkpoints[task]), '--work-dir',
+                      str(tmp_path / 'work'), '--show-dir', str(show_dir),
+                      *demo_options(demo_data, task, 'test_dataloader.dataset.indices=2'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    drawn = sorted(p for p in show_dir.rglob('*') if p.suffix in ('.jpg', '.png'))
+    assert len(drawn) == 2, drawn
+    for path in drawn:
+        with Image.open(path) as image:
+            assert image.size == (128, 128)
+
+
+@pytest.mark.parametrize('make_input, message', [
+    (lambda tmp: tmp, 'error: no images (.jpg, .jpeg, .png, .bmp, .webp, .tif, .tiff) in {tmp}'),
+    (lambda tmp: tmp / 'missing.jpg', 'error: no such image or folder: {tmp}/missing.jpg'),
+])
+def test_infer_bad_input_is_one_line(tmp_path, capsys, make_input, message):
+    from tools import infer
+    checkpoint = tmp_path / 'model.pth'
+    checkpoint.write_bytes(b'')
+    code = infer.main([DEMO_CONFIGS['det'], str(checkpoint), str(make_input(tmp_path))])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [message.format(tmp=tmp_path)]
