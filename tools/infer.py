@@ -1,7 +1,7 @@
 """Run a trained detector or segmentor on any images and draw its predictions.
 
     python tools/infer.py configs/recnext_m3_coco.py epoch_12.pth photos/ --out-dir vis_out
-    python tools/infer.py configs/demo/recnext_m0_demo_ade.py iter_200.pth img.jpg --out-dir vis_out
+    python tools/infer.py configs/demo/recnext_m0_demo_ade.py iter_200.pth a.jpg b.jpg --out-dir vis_out
 
 mmdet's DetInferencer (boxes, masks, class names and scores above ``--score-thr``) or
 mmseg's MMSegInferencer (a coloured label map over the image) does the work, as the
@@ -29,7 +29,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Draw a detector\'s or segmentor\'s predictions on images')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file (e.g. from tools/train.py)')
-    parser.add_argument('inputs', help='an image, or a folder of images')
+    parser.add_argument('inputs', nargs='+', help='images, or folders of images')
     parser.add_argument('--out-dir', default='outputs', help='where vis/ and the predictions go (default outputs)')
     parser.add_argument('--score-thr', type=float, default=0.3, help='detection: lowest score drawn (default 0.3)')
     parser.add_argument('--device', default=None, help='e.g. cpu or cuda:0 (default: cuda if available)')
@@ -47,7 +47,7 @@ def infer(args) -> List[Path]:
         raise UserError(f'checkpoint not found: {args.checkpoint}')
     if not 0 <= args.score_thr <= 1:
         raise UserError(f'--score-thr {args.score_thr} must be between 0 and 1')
-    images = list_images(args.inputs)
+    images = [image for path in args.inputs for image in list_images(path)]
     check_readable(images)
     args.work_dir = args.out_dir  # load_config wants one; nothing is written there but outputs
     cfg = load_config(args)

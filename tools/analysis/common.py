@@ -83,6 +83,7 @@ class LoadedModel:
     num_stages: int
     stage_output: Callable[[torch.Tensor, int], torch.Tensor]
     weights: str  # 'random init' or the checkpoint's file name
+    device: str = 'cpu'
     mean: Tuple[float, ...] = IMAGENET_DEFAULT_MEAN
     std: Tuple[float, ...] = IMAGENET_DEFAULT_STD
 
@@ -110,13 +111,17 @@ def _check_checkpoint(checkpoint: Optional[str]) -> Optional[str]:
     return checkpoint
 
 
-def _eval_without_grads(module: nn.Module) -> nn.Module:
+def _ready(module: nn.Module, device: str) -> nn.Module:
     # Gradients are only ever wanted w.r.t. the input: parameters need none.
-    return module.eval().requires_grad_(False)
+    return module.to(device).eval().requires_grad_(False)
 
 
-def build_model(spec: str, checkpoint: Optional[str] = None) -> LoadedModel:
-    """Build ``spec`` (timm name or ``TYPE:ARCH``), random init unless ``checkpoint``."""
+def default_device(device: Optional[str] = None) -> str:
+    return device or ('cuda' if torch.cuda.is_available() else 'cpu')
+
+
+def build_model(spec: str, checkpoint: Optional[str] = None, device: str = 'cpu') -> LoadedModel:
+    """Build ``spec`` (timm name or ``TYPE:ARCH``) on ``device``, random init unless ``checkpoint``."""
     checkpoint = _check_checkpoint(checkpoint)
     weights = osp.basename(checkpoint) if checkpoint else 'random init'
     target = _backbone_of(spec)
@@ -125,37 +130,37 @@ def build_model(spec: str, checkpoint: Optional[str] = None) -> LoadedModel:
         backbone: MultiScaleBackbone = backbone_cls(arch=arch)  # every stage out
         if checkpoint:
             backbone.load_pretrained(checkpoint)
-        _eval_without_grads(backbone)
+        _ready(backbone, device)
 
         def stage_output(x, stage):
             *_, last = backbone.forward_stages(x, stage)
             return last
-        return LoadedModel(spec, backbone, len(backbone.feature_info), stage_output, weights)
+        return LoadedModel(spec, backbone, len(backbone.feature_info), stage_output, weights, device)
     if not timm.is_model(spec):
         raise UserError(f"unknown model '{spec}': give a timm model name (e.g. recnext_m0, resnet18) "
                         f"or an mm backbone as TYPE:ARCH ({', '.join(f'{k}:ARCH' for k in MM_BACKBONES)})")
-    return _build_timm(spec, checkpoint, weights)
+    return _build_timm(spec, checkpoint, weights, device)
 
 
-def _build_timm(name: str, checkpoint: Optional[str], weights: str) -> LoadedModel:
+def _build_timm(name: str, checkpoint: Optional[str], weights: str, device: str) -> LoadedModel:
     """Any timm model: the classifier for hooks, features_only (one stage) for stage outputs."""
     load = dict(pretrained=True, pretrained_cfg_overlay=dict(file=checkpoint)) if checkpoint else {}
     try:
         classifier = timm.create_model(name, **load)
     except (RuntimeError, KeyError, ValueError, OSError) as err:
         raise UserError(f'cannot load {checkpoint} into {name}: {one_line(err)}') from None
-    _eval_without_grads(classifier)
+    _ready(classifier, device)
     num_stages = len(classifier.feature_info) if hasattr(classifier, 'feature_info') else 0
     extractors = {}
 
     def stage_output(x, stage):
         # timm prunes everything after out_indices, so only the needed part runs.
         if stage not in extractors:
-            extractors[stage] = _eval_without_grads(
-                timm.create_model(name, features_only=True, out_indices=(stage,), **load))
+            extractors[stage] = _ready(
+                timm.create_model(name, features_only=True, out_indices=(stage,), **load), device)
         return extractors[stage](x)[0]
     cfg = getattr(classifier, 'pretrained_cfg', {}) or {}
-    return LoadedModel(name, classifier, num_stages, stage_output, weights,
+    return LoadedModel(name, classifier, num_stages, stage_output, weights, device,
                        tuple(cfg.get('mean', IMAGENET_DEFAULT_MEAN)), tuple(cfg.get('std', IMAGENET_DEFAULT_STD)))
 
 

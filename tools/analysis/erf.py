@@ -37,7 +37,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mm_common.runtime import UserError, exit_code_of  # noqa: E402
 from tools.analysis.common import (DPI, LoadedModel, build_model, check_readable, checkpoints_for,  # noqa: E402
-                                   image_tensor, list_images, make_parent, read_image)
+                                   default_device, image_tensor, list_images, make_parent, read_image)
 
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
 PANEL_INCHES = 4  # each model's heatmap is PANEL_INCHES * DPI pixels square
@@ -50,7 +50,7 @@ def input_gradient(stage_output, x: torch.Tensor) -> torch.Tensor:
     y = stage_output(x)
     centre = y[:, :, y.shape[-2] // 2, y.shape[-1] // 2].sum()
     (grad,) = torch.autograd.grad(centre, x)
-    return grad.abs().sum((0, 1))
+    return grad.abs().sum((0, 1)).cpu()
 
 
 def log_normalised(raw: np.ndarray) -> np.ndarray:
@@ -121,7 +121,7 @@ def draw(results: List[dict], out: str, stage_label: str) -> None:
 
 def run_model(model: LoadedModel, images, stage: int, size: int) -> dict:
     from tqdm import tqdm
-    tensors = (image_tensor(read_image(p), size, model.mean, model.std) for p in images)
+    tensors = (image_tensor(read_image(p), size, model.mean, model.std).to(model.device) for p in images)
     with tqdm(total=len(images), desc=f'ERF {model.name}', unit='img', file=sys.stderr) as progress:
         raw = accumulate_erf(lambda x: model.stage_output(x, stage), tensors, progress)
     normalised = log_normalised(raw)
@@ -140,6 +140,7 @@ def parse_args(argv=None):
                         help="one per model, in order ('none' for random init); default: random init")
     parser.add_argument('--stage', type=int, default=-1, help='feature level whose output is used (default: last)')
     parser.add_argument('--size', type=int, default=1024, help='input side in pixels (default 1024)')
+    parser.add_argument('--device', help='e.g. cpu or cuda:0 (default: cuda if available)')
     parser.add_argument('--json', action='store_true', help='also write the ratios to OUT_STEM.json')
     return parser.parse_args(argv)
 
@@ -151,7 +152,8 @@ def erf(args) -> List[dict]:
     images = list_images(args.images, args.num_images)
     check_readable(images)
     torch.manual_seed(0)  # a reproducible random init
-    models = [build_model(m, c) for m, c in zip(args.models, checkpoints)]
+    device = default_device(args.device)
+    models = [build_model(m, c, device) for m, c in zip(args.models, checkpoints)]
     stages = [model.check_stage(args.stage) for model in models]
     if len(images) < args.num_images:
         print(f'note: {len(images)} images in {args.images}, fewer than --num-images {args.num_images}',

@@ -35,7 +35,7 @@ from torch import nn
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # run from a checkout
 
 from mm_common.runtime import UserError, exit_code_of  # noqa: E402
-from tools.analysis.common import (DPI, build_model, image_tensor, list_images,  # noqa: E402
+from tools.analysis.common import (DPI, build_model, default_device, image_tensor, list_images,  # noqa: E402
                                    make_parent, read_image)
 
 PANEL_INCHES = 2.5  # each panel is PANEL_INCHES * DPI pixels square
@@ -143,7 +143,7 @@ def run_probes(model: nn.Module, x: torch.Tensor, probes: Sequence[Probe]) -> Di
     def hook_for(index: int, probe: Probe):
         def hook(_module, _inputs, output):
             if isinstance(output, torch.Tensor) and output.dim() == 4:
-                results[index] = probe.split(output.detach().float())
+                results[index] = probe.split(output.detach().float().cpu())
         return hook
     handles = [modules[p.module].register_forward_hook(hook_for(i, p)) for i, p in enumerate(probes)]
     try:
@@ -243,6 +243,7 @@ def parse_args(argv=None):
     parser.add_argument('--checkpoint', help='classifier or converted backbone checkpoint (default: random init)')
     parser.add_argument('--size', type=int, default=224, help='resize to SIZE x SIZE (0 keeps the size)')
     parser.add_argument('--out', default='feature_maps.png', help='the PNG to write')
+    parser.add_argument('--device', help='e.g. cpu or cuda:0 (default: cuda if available)')
     return parser.parse_args(argv)
 
 
@@ -252,8 +253,8 @@ def feature_maps(args) -> Maps:
     path = list_images(args.image, 1)[0]
     image = read_image(path)
     torch.manual_seed(0)  # a reproducible random init
-    model = build_model(args.model, args.checkpoint)
-    x = image_tensor(image, args.size, model.mean, model.std)
+    model = build_model(args.model, args.checkpoint, default_device(args.device))
+    x = image_tensor(image, args.size, model.mean, model.std).to(model.device)
     maps = named_maps(model.module, x, args.modules) if args.modules else default_maps(model.module, x)
     shown = image.resize((x.shape[-1], x.shape[-2])) if args.size else image
     make_parent(args.out)
