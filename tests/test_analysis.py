@@ -145,6 +145,15 @@ def test_default_maps_fall_back_to_the_stage_outputs():
     assert [label for label, _ in maps] == ['act1', 'layer1', 'layer2', 'layer3', 'layer4']
 
 
+def test_stage_output_of_a_timm_model_uses_its_classifier_weights():
+    from tools.analysis.common import build_model
+    model = build_model('resnet10t')  # random init: features_only must get the same weights
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model.module.forward_intermediates(x, indices=[2], intermediates_only=True)[0]
+        torch.testing.assert_close(model.stage_output(x, 2), expected)
+
+
 # ---- the tools on recnext_m0 and the demo data --------------------------------------------
 def png_size(path):
     with Image.open(path) as image:

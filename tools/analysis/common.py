@@ -27,6 +27,8 @@ from backbones import MM_BACKBONES, MODEL_TO_BACKBONE, MultiScaleBackbone  # noq
 from mm_common.runtime import UserError, one_line  # noqa: E402
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
+# A model without a checkpoint gets the same random init every time, whatever else runs.
+RANDOM_INIT_SEED = 0
 # Pixels per inch of every figure: a panel of PANEL_INCHES is PANEL_INCHES * DPI pixels.
 DPI = 100
 
@@ -124,6 +126,7 @@ def build_model(spec: str, checkpoint: Optional[str] = None, device: str = 'cpu'
     """Build ``spec`` (timm name or ``TYPE:ARCH``) on ``device``, random init unless ``checkpoint``."""
     checkpoint = _check_checkpoint(checkpoint)
     weights = osp.basename(checkpoint) if checkpoint else 'random init'
+    torch.manual_seed(RANDOM_INIT_SEED)
     target = _backbone_of(spec)
     if target is not None:
         backbone_cls, arch = target
@@ -156,6 +159,7 @@ def _build_timm(name: str, checkpoint: Optional[str], weights: str, device: str)
     def stage_output(x, stage):
         # timm prunes everything after out_indices, so only the needed part runs.
         if stage not in extractors:
+            torch.manual_seed(RANDOM_INIT_SEED)  # the classifier's random init, when there is no checkpoint
             extractors[stage] = _ready(
                 timm.create_model(name, features_only=True, out_indices=(stage,), **load), device)
         return extractors[stage](x)[0]

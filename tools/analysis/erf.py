@@ -151,7 +151,6 @@ def erf(args) -> List[dict]:
     checkpoints = checkpoints_for(args.models, args.checkpoint)
     images = list_images(args.images, args.num_images)
     check_readable(images)
-    torch.manual_seed(0)  # a reproducible random init
     device = default_device(args.device)
     models = [build_model(m, c, device) for m, c in zip(args.models, checkpoints)]
     stages = [model.check_stage(args.stage) for model in models]

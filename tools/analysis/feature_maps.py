@@ -252,7 +252,6 @@ def feature_maps(args) -> Maps:
         raise UserError('--size must be 0 (keep) or positive')
     path = list_images(args.image, 1)[0]
     image = read_image(path)
-    torch.manual_seed(0)  # a reproducible random init
     model = build_model(args.model, args.checkpoint, default_device(args.device))
     x = image_tensor(image, args.size, model.mean, model.std).to(model.device)
     maps = named_maps(model.module, x, args.modules) if args.modules else default_maps(model.module, x)
