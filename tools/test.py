@@ -41,6 +41,7 @@ def draw_predictions(cfg, show_dir: str) -> None:
         hook['test_out_dir'] = osp.abspath(show_dir)
     else:
         cfg.visualizer['save_dir'] = osp.abspath(show_dir)
+        hook['interval'] = 1  # SegVisualizationHook draws only every interval-th test batch
 
 
 def test(args) -> None:
