@@ -278,6 +278,7 @@ def test_infer_draws_predictions_on_images(demo_data, demo_checkpoints, tmp_path
 
 @pytest.mark.parametrize('task', DEMO_CONFIGS)
 def test_show_dir_writes_one_image_per_test_image(demo_data, demo_checkpoints, tmp_path, task):
+    # A process of its own: mmengine's runner and visualizers are process-wide singletons.
     from test_mm import demo_options, run_tool
     show_dir = tmp_path / 'show'
     result = run_tool('tools/test.py', DEMO_CONFIGS[task], str(demo_checkpoints[task]), '--work-dir',
@@ -288,7 +289,7 @@ def test_show_dir_writes_one_image_per_test_image(demo_data, demo_checkpoints, t
     assert len(drawn) == 2, drawn
     for path in drawn:
         with Image.open(path) as image:
-            assert image.size == (128, 128)
+            assert image.size == (256, 128)  # ground truth | prediction, as mmdet and mmseg draw them
 
 
 @pytest.mark.parametrize('make_input, message', [
