@@ -48,7 +48,7 @@ draw_job() {
   checkpoint=$(cat "$WORK/$name/last_checkpoint")
   # shellcheck disable=SC2046  # the two image paths
   if ! $PY tools/infer.py "$config" "$checkpoint" $(ls "$images"/*.jpg | head -n 2) \
-      --out-dir "$WORK/vis/$name" > "$WORK/vis_$name.out" 2>&1; then
+      --out-dir "$WORK/predictions/$name" > "$WORK/vis_$name.out" 2>&1; then
     tail -n 20 "$WORK/vis_$name.out" >&2
     echo "error: drawing the $name predictions failed (full log: $WORK/vis_$name.out)" >&2
     exit 1
