@@ -303,3 +303,25 @@ def test_infer_bad_input_is_one_line(tmp_path, capsys, make_input, message):
     code = infer.main([DEMO_CONFIGS['det'], str(checkpoint), str(make_input(tmp_path))])
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines() == [message.format(tmp=tmp_path)]
+
+
+STAGE_2_OF = {  # the classifier's own way to stage 2
+    'recnext_m0': lambda model, x: model.stages[:3](model.stem(x)),
+    'resnet10t': lambda model, x: model.forward_intermediates(x, indices=[2], intermediates_only=True)[0],
+}
+
+
+@pytest.mark.parametrize('name, key', [('recnext_m0', 'stem.stem.0.conv.weight'), ('resnet10t', 'conv1.0.weight')])
+def test_checkpoint_is_loaded_for_our_models_and_timm_models(tmp_path, name, key):
+    import timm
+    from tools.analysis.common import build_model
+    torch.manual_seed(1)
+    classifier = timm.create_model(name)
+    path = tmp_path / f'{name}.pth'
+    torch.save({'model': classifier.state_dict()} if name == 'recnext_m0' else classifier.state_dict(), path)
+    model = build_model(name, str(path))
+    assert model.weights == f'{name}.pth'
+    torch.testing.assert_close(model.module.state_dict()[key], classifier.state_dict()[key])
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():  # the stage outputs use the loaded weights too
+        torch.testing.assert_close(model.stage_output(x, 2), STAGE_2_OF[name](classifier.eval(), x))
