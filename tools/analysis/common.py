@@ -91,6 +91,8 @@ class LoadedModel:
 
     def check_stage(self, stage: int) -> int:
         """``stage`` as an index 0..num_stages-1 (negative counts from the end)."""
+        if not self.num_stages:
+            raise UserError(f'{self.name} lists no stages (no feature_info), so it has no stage output to use')
         if not -self.num_stages <= stage < self.num_stages:
             raise UserError(f'--stage {stage} is out of range for {self.name}: it has {self.num_stages} '
                             f'stages, use 0..{self.num_stages - 1} (or -1 for the last)')
