@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on built-in data: generate the synthetic demo sets, train RecNeXt-M0
 # with Mask R-CNN (COCO format) and with Semantic FPN (ADE20K layout) on this machine,
-# evaluate with the real CocoMetric / IoUMetric, and print the results.
+# evaluate with the real CocoMetric / IoUMetric, print the results, and draw both models'
+# predictions on two demo val images.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -38,3 +39,21 @@ $PY tools/log_results.py --table "$WORK/coco" "$WORK/ade"
 echo
 echo "logs:        $WORK/coco/<timestamp>/, $WORK/ade/<timestamp>/ (json: vis_data/scalars.json)"
 echo "checkpoints: $(ls "$WORK"/coco/*.pth "$WORK"/ade/*.pth 2>/dev/null | tr '\n' ' ')"
+
+echo
+echo "==> predictions drawn on two demo val images (tools/infer.py)"
+draw_job() {
+  local name=$1 config=$2 images=$3
+  local checkpoint
+  checkpoint=$(cat "$WORK/$name/last_checkpoint")
+  # shellcheck disable=SC2046  # the two image paths
+  if ! $PY tools/infer.py "$config" "$checkpoint" $(ls "$images"/*.jpg | head -n 2) \
+      --out-dir "$WORK/predictions/$name" > "$WORK/vis_$name.out" 2>&1; then
+    tail -n 20 "$WORK/vis_$name.out" >&2
+    echo "error: drawing the $name predictions failed (full log: $WORK/vis_$name.out)" >&2
+    exit 1
+  fi
+  echo "$name: $(grep -E '\.(jpg|png)$' "$WORK/vis_$name.out" | tr '\n' ' ')"
+}
+draw_job coco configs/demo/recnext_m0_demo_coco.py data/demo/coco/val2017
+draw_job ade configs/demo/recnext_m0_demo_ade.py data/demo/ade/images/validation

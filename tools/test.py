@@ -21,10 +21,27 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='where the test log goes (default: work_dirs/<config name>)')
     parser.add_argument('--out', help='dump raw predictions to this .pkl file')
+    parser.add_argument('--show-dir', help='save every test image with its predictions drawn in this folder')
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
     return parser.parse_args(argv)
+
+
+def draw_predictions(cfg, show_dir: str) -> None:
+    """Turn on mmdet's / mmseg's own visualisation hook for the test set, as their test.py
+    does: DetVisualizationHook writes SHOW_DIR/<image name>; SegVisualizationHook draws
+    through the visualizer, whose save_dir becomes SHOW_DIR (SHOW_DIR/vis_data/vis_image/)."""
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if not hook:
+        raise UserError('--show-dir needs default_hooks.visualization in the config '
+                        '(the mmdet::/mmseg:: default_runtime bases have it)')
+    hook['draw'] = True
+    if cfg.get('default_scope') == 'mmdet':
+        hook['test_out_dir'] = osp.abspath(show_dir)
+    else:
+        cfg.visualizer['save_dir'] = osp.abspath(show_dir)
+        hook['interval'] = 1  # SegVisualizationHook draws only every interval-th test batch
 
 
 def test(args) -> None:
@@ -33,6 +50,8 @@ def test(args) -> None:
     cfg = load_config(args)
     configure_launch(cfg, args.launcher)
     cfg.load_from = args.checkpoint
+    if args.show_dir:
+        draw_predictions(cfg, args.show_dir)
     runner = build_runner(cfg, ('test',))
     if args.out:
         from mmengine.evaluator import DumpResults

@@ -1,0 +1,1 @@
+"""Analysis tools: effective receptive fields (erf.py) and feature maps (feature_maps.py)."""
