@@ -6,14 +6,20 @@ The ``*Backbone`` classes are the dense-prediction trunks that ``detection/`` an
 """
 from .checkpoint import CheckpointError
 from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
+from .convnext1d import CONVNEXT1D_ARCHS, CONVNEXT1D_VARIANTS, MODEL_TO_CONVNEXT1D, ConvNeXt1D, ConvNeXt1DBackbone
+from .oriented_conv import OrientedConv1d
 from .recnext import RECNEXT_ARCHS, RecNeXt, RecNeXtBackbone
 
 # mm registry name -> backbone class; the mm glue registers exactly these.
 MM_BACKBONES = {
     'RecNeXt': RecNeXtBackbone,
+    'ConvNeXt1D': ConvNeXt1DBackbone,
 }
 # timm classifier name -> (backbone class, arch): what convert_to_backbone_weights targets.
 MODEL_TO_BACKBONE = {f'recnext_{arch}': (RecNeXtBackbone, arch) for arch in RECNEXT_ARCHS}
+# convnext_tiny_1d ... convnext_base_2dpp (Oriented1D's `--model convnext_tiny --variant 1d`).
+MODEL_TO_BACKBONE.update(MODEL_TO_CONVNEXT1D)
 
 __all__ = ['MM_BACKBONES', 'MODEL_TO_BACKBONE', 'BackboneConfigError', 'CheckpointError', 'MultiScaleBackbone',
-           'FAMILY_KEY_SIGNATURES', 'RECNEXT_ARCHS', 'RecNeXt', 'RecNeXtBackbone']
+           'FAMILY_KEY_SIGNATURES', 'RECNEXT_ARCHS', 'RecNeXt', 'RecNeXtBackbone',
+           'CONVNEXT1D_ARCHS', 'CONVNEXT1D_VARIANTS', 'ConvNeXt1D', 'ConvNeXt1DBackbone', 'OrientedConv1d']
