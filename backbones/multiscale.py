@@ -22,7 +22,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._fusion import fuse_modules
 from .checkpoint import (CheckpointError, describe_shape_mismatch, load_checkpoint_file,
-                         shape_mismatches, split_keys, unwrap_state_dict)
+                         shape_mismatches, split_keys, under_prefix, unwrap_state_dict)
 
 logger = logging.getLogger('backbones')
 
@@ -79,6 +79,9 @@ class MultiScaleBackbone(nn.Module):
     # Read by tools/convert_to_backbone_weights.py too: True where the backbone uses
     # smaller kernels than the classifier, so larger odd kernels are centre-cropped.
     crop_classifier_kernels: bool = False
+    # Top-level prefixes of modules only the backbone has (e.g. ConvNeXt's output norms):
+    # a classifier checkpoint lacks them, so they keep their initial values.
+    backbone_only_prefixes: Tuple[str, ...] = ()
 
     @staticmethod
     def remap_classifier_keys(state_dict):
@@ -222,7 +225,8 @@ class MultiScaleBackbone(nn.Module):
             raise CheckpointError(describe_shape_mismatch(
                 mismatches, path, hint=f'is it a checkpoint of another {self.family} arch?'))
         result = self.load_state_dict(state_dict, strict=False)
-        missing = [k for k in result.missing_keys if not k.endswith('num_batches_tracked')]
+        missing = [k for k in result.missing_keys if not k.endswith('num_batches_tracked')
+                   and not under_prefix(k, self.backbone_only_prefixes)]
         logger.info(f'{name}: loaded {len(matched)} tensors from {path} [{wrapper}]; '
                     f'dropped classifier keys: {sum(map(len, dropped.values()))}')
         if missing:

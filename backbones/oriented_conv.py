@@ -121,11 +121,13 @@ def _shear_rows(x: torch.Tensor, shear: int, stride: int) -> Tuple[torch.Tensor,
     else:
         span = -shear
         left = -(-span * (height - 1) // stride) * stride
-        pitch = width + left + span
+        # Wide enough that the output row q + shear * p + left / stride stays inside.
+        pitch = max(width + left + span, stride * (-(-width // stride) + span) + left)
+        right = pitch - span - width - left
         # Reading row h runs ``span * (h + 1)`` elements into row h + 1's left padding;
         # extra zero rows at the bottom cover the last row.
-        extra_rows = -(-span * height // (width + left))
-        padded = F.pad(x, (left, 0, 0, extra_rows))
+        extra_rows = -(-span * height // (pitch - span))
+        padded = F.pad(x, (left, right, 0, extra_rows))
     flat = padded.flatten(-2)[..., :height * pitch]
     return flat.unflatten(-1, (height, pitch)), left
 
