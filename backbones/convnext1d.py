@@ -67,6 +67,13 @@ LAYER_SCALE_INIT = 1e-6
 FAMILY_KEY_SIGNATURES['ConvNeXt1D'] = r'(^|\.)(dwconv\d?|dw\d)\.theta$'
 
 
+def check_variant(variant: str) -> str:
+    if variant not in CONVNEXT1D_VARIANTS:
+        raise BackboneConfigError(f"unknown ConvNeXt1D variant '{variant}': choose one of "
+                                  f"{', '.join(CONVNEXT1D_VARIANTS)}")
+    return variant
+
+
 def rotates_odd_blocks(variant: str) -> bool:
     """1d, 1dpp and 2dpp turn the angles of odd blocks (and the stem's second conv) by 90 degrees."""
     return variant != '2d'
@@ -146,14 +153,11 @@ def build_trunk(arch: str, variant: str, kernels: Sequence[Sequence[int]], in_ch
                 drop_path_rate: float = 0.0):
     """downsample_layers (stem first), stages and their feature_info, shared by the
     classifier and the backbone."""
-    if variant not in CONVNEXT1D_VARIANTS:
-        raise BackboneConfigError(f"unknown ConvNeXt1D variant '{variant}': choose one of "
-                                  f"{', '.join(CONVNEXT1D_VARIANTS)}")
     dims, depths, _ = CONVNEXT1D_ARCHS[arch]
     stem = (Stem1D(in_channels, dims[0], STEM_KERNEL[variant]) if variant in STEM_KERNEL
             else patchify_stem(in_channels, dims[0]))
     downsample_layers = nn.ModuleList([stem] + [downsample(dims[i], dims[i + 1]) for i in range(3)])
-    rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+    rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()  # cpu: also under meta
     stages, info, start = nn.ModuleList(), [], 0
     for index, (dim, depth, stage_kernels) in enumerate(zip(dims, depths, kernels)):
         blocks = [Block(dim, variant, *stage_kernels, drop_path=rates[start + j],
@@ -180,7 +184,7 @@ class ConvNeXt1D(nn.Module):
         super().__init__()
         if drop_path_rate is None:
             drop_path_rate = CONVNEXT1D_ARCHS[arch][2]
-        self.variant, self.num_classes, self.global_pool = variant, num_classes, global_pool
+        self.variant, self.num_classes, self.global_pool = check_variant(variant), num_classes, global_pool
         self.downsample_layers, self.stages, self.feature_info = build_trunk(
             arch, variant, CLASSIFIER_KERNELS[variant], in_chans, drop_path_rate)
         self.num_features = self.head_hidden_size = self.feature_info[-1]['num_chs']
@@ -234,7 +238,7 @@ class ConvNeXt1DBackbone(MultiScaleBackbone):
     default_variant = '1dpp'
 
     def __init__(self, arch: str = 'tiny', variant: Optional[str] = None, **kwargs):
-        self.variant = variant or self.default_variant
+        self.variant = check_variant(variant or self.default_variant)
         super().__init__(arch, **kwargs)
         for index in self.out_indices:
             self.add_module(f'norm{index}', LayerNorm2d(self.feature_info[self.out_indices.index(index)]['num_chs'],
@@ -266,9 +270,7 @@ class ConvNeXt1DBackbone(MultiScaleBackbone):
     def for_variant(cls, variant: str) -> type:
         """A subclass whose default variant is ``variant``: what ``MODEL_TO_BACKBONE`` maps
         ``convnext_tiny_1d`` to, since the converter builds ``backbone_cls(arch)``."""
-        if variant not in CONVNEXT1D_VARIANTS:
-            raise BackboneConfigError(f"unknown ConvNeXt1D variant '{variant}': choose one of "
-                                      f"{', '.join(CONVNEXT1D_VARIANTS)}")
+        check_variant(variant)
         return type(f'{cls.__name__}_{variant}', (cls,), dict(default_variant=variant, __module__=__name__))
 
 
