@@ -63,8 +63,10 @@ def test_config_loads_and_builds(config):
         import segmentation  # noqa: F401
         from mmseg.registry import MODELS
     cfg.model.backbone.init_cfg = None  # the released weights are not downloaded in tests
-    model = MODELS.build(cfg.model)
-    assert type(model.backbone).__name__ == 'RecNeXtBackbone'
+    import backbones
+    with torch.device('meta'):  # structure only: ConvNeXt-B Cascade Mask R-CNN is ~150M parameters
+        model = MODELS.build(cfg.model)
+    assert type(model.backbone) is backbones.MM_BACKBONES[cfg.model.backbone.type]
     assert model.backbone.arch == cfg.model.backbone.arch
     neck_in = cfg.model.get('neck', {}).get('in_channels') or cfg.model.decode_head.in_channels
     assert list(neck_in) == model.backbone.out_channels
