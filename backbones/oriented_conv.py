@@ -69,9 +69,24 @@ class GroupPlan:
     def window(self) -> Tuple[int, int]:
         return 2 * self.half_h + 1, 2 * self.half_w + 1
 
-    @property
-    def centre(self) -> int:
-        return self.half_h * self.window[1] + self.half_w
+    def take(self, tensor: torch.Tensor, dim: int) -> torch.Tensor:
+        """This group's channels of ``tensor`` along ``dim`` (a view when they are consecutive)."""
+        first, count = self.channels[0], len(self.channels)
+        if self.channels == tuple(range(first, first + count)):
+            return tensor.narrow(dim, first, count)
+        return tensor.index_select(dim, torch.tensor(self.channels, device=tensor.device))
+
+    def kernel(self, taps: torch.Tensor, resid: bool) -> torch.Tensor:
+        """The dense (channels, 1, h, w) kernel holding this group's taps (all channels' taps given).
+
+        Taps that hit one pixel add up (index_add); ``resid`` adds 1 at the centre tap.
+        """
+        height, width = self.window
+        window = taps.new_zeros(len(self.channels), height * width).index_add(
+            1, torch.tensor(self.positions, device=taps.device), self.take(taps, 0))
+        if resid:
+            window[:, self.half_h * width + self.half_w] += 1
+        return window.view(len(self.channels), 1, height, width)
 
 
 def _frame_cost(rows: List[int], cols: List[int], transposed: bool, shear: int):
@@ -210,21 +225,9 @@ def oriented_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.
     taps = weight.reshape(channels, -1)
     outputs, order = [], []
     for plan in plans:
-        index = list(plan.channels)
-        contiguous_range = index == list(range(index[0], index[0] + len(index)))
-        select = slice(index[0], index[-1] + 1) if contiguous_range else torch.tensor(index, device=x.device)
-
-        def pick(t, dim):
-            return t[(slice(None),) * dim + (select,)] if contiguous_range else t.index_select(dim, select)
-
-        # Taps hitting one pixel add up (index_add); resid adds 1 at the centre tap.
-        window = taps.new_zeros(len(index), plan.window[0] * plan.window[1])
-        window = window.index_add(1, torch.tensor(plan.positions, device=x.device), pick(taps, 0))
-        if resid:
-            window[:, plan.centre] += 1
-        kernel = window.view(len(index), 1, *plan.window)
-        outputs.append(_group_conv(pick(x, 1), kernel, None if bias is None else pick(bias, 0), plan, stride))
-        order.extend(index)
+        group_bias = None if bias is None else plan.take(bias, 0)
+        outputs.append(_group_conv(plan.take(x, 1), plan.kernel(taps, resid), group_bias, plan, stride))
+        order.extend(plan.channels)
     out = torch.cat(outputs, 1) if len(outputs) > 1 else outputs[0]
     if order != list(range(channels)):
         out = out.index_select(1, torch.tensor(order, device=x.device).argsort())

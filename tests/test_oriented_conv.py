@@ -78,6 +78,14 @@ def test_resid_adds_the_input_without_storing_it(stride):
     torch.testing.assert_close(conv(x), plain(x) + x[..., ::stride, ::stride], rtol=0, atol=1e-12)
 
 
+def test_channels_of_one_angle_need_not_be_adjacent():
+    conv = make_conv(12, 9, 2).double()
+    conv.theta.data = conv.theta.data[torch.randperm(12, generator=torch.Generator().manual_seed(1))]
+    x = torch.randn(1, 12, 8, 7, dtype=torch.float64)
+    want = loop_reference(x, conv.weight, conv.theta, conv.bias, 2, resid=False)
+    torch.testing.assert_close(conv(x), want, rtol=0, atol=1e-12)
+
+
 def test_taps_landing_on_one_pixel_add_up():
     # At 45 degrees a 1x31 kernel reaches 21 distinct pixels; all 31 weights still count.
     conv = OrientedConv1d(1, 31, bias=False)
