@@ -276,7 +276,9 @@ class OrientedConv1d(nn.Module):
         return self
 
     def plans(self) -> List[GroupPlan]:
-        """Channel groups for the current theta (recomputed only when theta changes)."""
+        """Channel groups for the current theta, recomputed when theta's version changes:
+        load_state_dict and in-place writes such as ``conv.theta.fill_(a)`` are seen;
+        writes through ``theta.data`` bypass the version counter and are not."""
         key = (self.theta.data_ptr(), self.theta._version, self.kernel_size)
         if key != self._plans_key:
             self._plans, self._plans_key = plan_groups(self.theta, self.kernel_size), key
