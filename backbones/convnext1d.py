@@ -63,8 +63,8 @@ DOWNSTREAM_KERNELS = {
 STEM_KERNEL = {'1d': 31, '1dpp': 15}  # the oriented stem of the 1D variants (unchanged downstream)
 STEM_HIDDEN = 64
 LAYER_SCALE_INIT = 1e-6
-# Oriented convs keep their fixed angles in a 'theta' tensor: only this family has them.
-FAMILY_KEY_SIGNATURES['ConvNeXt1D'] = r'(^|\.)(dwconv\d?|dw\d)\.theta$'
+# ConvNeXt's trunk names (the 2d variant is exactly facebookresearch/ConvNeXt's layout).
+FAMILY_KEY_SIGNATURES['ConvNeXt1D'] = r'^downsample_layers\.\d+\.'
 
 
 def check_variant(variant: str) -> str:

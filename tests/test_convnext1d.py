@@ -225,5 +225,8 @@ def test_demo_training_iteration_mmseg(demo_data, tmp_path):
 
 
 def test_family_is_registered():
+    from backbones.multiscale import guess_family
     assert backbones.MM_BACKBONES['ConvNeXt1D'] is ConvNeXt1DBackbone
+    with torch.device('meta'):
+        assert guess_family(ConvNeXt1D('demo', variant='2d').state_dict()) == 'ConvNeXt1D'
     assert 'ConvNeXt' in ConvNeXt1DBackbone.__name__  # what the mm decay constructors test for
