@@ -240,9 +240,9 @@ class ConvNeXt1DBackbone(MultiScaleBackbone):
     def __init__(self, arch: str = 'tiny', variant: Optional[str] = None, **kwargs):
         self.variant = check_variant(variant or self.default_variant)
         super().__init__(arch, **kwargs)
-        for index in self.out_indices:
-            self.add_module(f'norm{index}', LayerNorm2d(self.feature_info[self.out_indices.index(index)]['num_chs'],
-                                                        eps=1e-6))
+        # Only for the returned stages, so that every parameter gets a gradient (DDP).
+        for index, info in zip(self.out_indices, self.feature_info):
+            self.add_module(f'norm{index}', LayerNorm2d(info['num_chs'], eps=1e-6))
 
     def build(self, arch: str, drop_path_rate: float, in_channels: int) -> List[dict]:
         self.downsample_layers, self.stages, info = build_trunk(
