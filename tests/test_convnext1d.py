@@ -193,13 +193,14 @@ def test_layer_decay_constructor_assigns_convnext_layer_ids(scope):
     def scale(layer_id):
         return decay ** (top - layer_id - 1)
     # ConvNeXt's layer ids: stem 0, stage 0 -> 1, stage 1 (+ its downsample) -> 2,
-    # stage 2 -> 3 + block // 3, stage 3 (+ downsample 3) -> num_layers + 1, others -> + 2.
+    # stage 2 -> 3 + block // 3, stage 3 (+ downsample 3) -> num_layers, the rest num_layers + 1.
     assert names['backbone.downsample_layers.0.pw1.weight'] == pytest.approx(scale(0))
     assert names['backbone.stages.0.0.pwconv1.weight'] == pytest.approx(scale(1))
     assert names['backbone.downsample_layers.1.1.weight'] == pytest.approx(scale(2))
     assert names['backbone.stages.2.1.dwconv1.weight'] == pytest.approx(scale(3))
-    assert names['backbone.stages.3.0.pwconv2.weight'] == pytest.approx(scale(num_layers + 1))
-    assert names['backbone.norm0.weight'] == pytest.approx(scale(num_layers + 2))
+    assert names['backbone.stages.3.0.pwconv2.weight'] == pytest.approx(scale(num_layers))
+    assert names['backbone.downsample_layers.3.1.weight'] == pytest.approx(scale(num_layers))
+    assert names['backbone.norm0.weight'] == pytest.approx(scale(num_layers + 1))
     assert names['backbone.stages.0.0.dwconv1.theta'] is None  # not trained: in no group
 
 
