@@ -225,10 +225,12 @@ class MultiScaleBackbone(nn.Module):
             raise CheckpointError(describe_shape_mismatch(
                 mismatches, path, hint=f'is it a checkpoint of another {self.family} arch?'))
         result = self.load_state_dict(state_dict, strict=False)
-        missing = [k for k in result.missing_keys if not k.endswith('num_batches_tracked')
-                   and not under_prefix(k, self.backbone_only_prefixes)]
+        missing = [k for k in result.missing_keys if not k.endswith('num_batches_tracked')]
+        initial = [k for k in missing if under_prefix(k, self.backbone_only_prefixes)]
+        missing = [k for k in missing if k not in initial]
         logger.info(f'{name}: loaded {len(matched)} tensors from {path} [{wrapper}]; '
-                    f'dropped classifier keys: {sum(map(len, dropped.values()))}')
+                    f'dropped classifier keys: {sum(map(len, dropped.values()))}'
+                    + (f'; backbone-only tensors at their initial values: {len(initial)}' if initial else ''))
         if missing:
             logger.warning(f'{name}: missing keys ({len(missing)}): {", ".join(missing[:20])}')
         if result.unexpected_keys:

@@ -103,7 +103,7 @@ class FamilyRules:
                    classifier_prefixes=tuple(backbone_cls.classifier_prefixes),
                    remap_keys=backbone_cls.remap_classifier_keys,
                    crop_kernels=bool(backbone_cls.crop_classifier_kernels),
-                   backbone_only_prefixes=tuple(getattr(backbone_cls, 'backbone_only_prefixes', ())))
+                   backbone_only_prefixes=tuple(backbone_cls.backbone_only_prefixes))
 
 
 @dataclass(frozen=True)
