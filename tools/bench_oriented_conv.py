@@ -102,6 +102,12 @@ def main(argv=None) -> int:
     base = medians['oriented']
     for name, ms in medians.items():
         print(f'  {name:<12} {ms:9.1f} ms   oriented / this = {base / ms:6.2f}')
+    plain = base / medians[f'conv1x{k}']
+    verdict = [f'oriented costs {plain:.2f}x conv1x{k} (target <= 3: {"met" if plain <= 3 else "MISSED"})']
+    if not args.skip_dense:
+        dense = medians[f'dense {k}x{k}'] / base
+        verdict.append(f'{dense:.1f}x faster than dense {k}x{k} (target >= 5: {"met" if dense >= 5 else "MISSED"})')
+    print('; '.join(verdict))
     return 0
 
 
