@@ -64,7 +64,10 @@ def test_config_loads_and_builds(config):
         from mmseg.registry import MODELS
     cfg.model.backbone.init_cfg = None  # the released weights are not downloaded in tests
     import backbones
-    with torch.device('meta'):  # structure only: ConvNeXt-B Cascade Mask R-CNN is ~150M parameters
+    try:  # structure only, on the meta device: a ConvNeXt-B Cascade Mask R-CNN is ~150M parameters
+        with torch.device('meta'):
+            model = MODELS.build(cfg.model)
+    except NotImplementedError:  # a constructor that reads tensor values ("cannot copy out of meta")
         model = MODELS.build(cfg.model)
     assert type(model.backbone) is backbones.MM_BACKBONES[cfg.model.backbone.type]
     assert model.backbone.arch == cfg.model.backbone.arch
