@@ -182,10 +182,10 @@ def test_layer_decay_constructor_assigns_convnext_layer_ids(scope):
 
     decay, num_layers = 0.7, 6
     constructor = LearningRateDecayOptimizerConstructor(
-        dict(type='AdamW', lr=1.0, weight_decay=0.05),
+        dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1.0, weight_decay=0.05)),
         dict(decay_rate=decay, decay_type='layer_wise', num_layers=num_layers))
     detector = Detector()
-    optimizer = constructor(detector)
+    optimizer = constructor(detector).optimizer
     scale_of = {id(p): g['lr'] for g in optimizer.param_groups for p in g['params']}
     names = {n: scale_of.get(id(p)) for n, p in detector.named_parameters()}
     top = num_layers + 2
