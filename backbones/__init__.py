@@ -6,6 +6,8 @@ The ``*Backbone`` classes are the dense-prediction trunks that ``detection/`` an
 """
 from .checkpoint import CheckpointError
 from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
+from .convnext1d import CONVNEXT1D_ARCHS, CONVNEXT1D_VARIANTS, MODEL_TO_CONVNEXT1D, ConvNeXt1D, ConvNeXt1DBackbone
+from .oriented_conv import OrientedConv1d
 from .recnext import RECNEXT_ARCHS, RecNeXt, RecNeXtBackbone
 from .repnext import REPNEXT_ARCHS, RepNeXt, RepNeXtBackbone
 from .rexnet import REXNET_ARCHS, ReXNetBackbone, ReXNetLite
@@ -16,13 +18,17 @@ MM_BACKBONES = {
     'RecNeXt': RecNeXtBackbone,
     'RepNeXt': RepNeXtBackbone,
     'ReXNet': ReXNetBackbone,
+    'ConvNeXt1D': ConvNeXt1DBackbone,
 }
 # timm classifier name -> (backbone class, arch): what convert_to_backbone_weights targets.
 MODEL_TO_BACKBONE = {f'recnext_{arch}': (RecNeXtBackbone, arch) for arch in RECNEXT_ARCHS}
 MODEL_TO_BACKBONE.update({f'repnext_{arch}': (RepNeXtBackbone, arch) for arch in REPNEXT_ARCHS})
 MODEL_TO_BACKBONE.update({model: (ReXNetBackbone, arch) for arch, model in REXNET_ARCHS.items()})
+# convnext_tiny_1d ... convnext_base_2dpp (Oriented1D's `--model convnext_tiny --variant 1d`).
+MODEL_TO_BACKBONE.update(MODEL_TO_CONVNEXT1D)
 
 __all__ = ['MM_BACKBONES', 'MODEL_TO_BACKBONE', 'BackboneConfigError', 'CheckpointError', 'MultiScaleBackbone',
            'FAMILY_KEY_SIGNATURES', 'RECNEXT_ARCHS', 'RecNeXt', 'RecNeXtBackbone',
            'REPNEXT_ARCHS', 'RepNeXt', 'RepNeXtBackbone',
-           'REXNET_ARCHS', 'ReXNetBackbone', 'ReXNetLite', 'TimmFeaturesBackbone']
+           'REXNET_ARCHS', 'ReXNetBackbone', 'ReXNetLite', 'TimmFeaturesBackbone',
+           'CONVNEXT1D_ARCHS', 'CONVNEXT1D_VARIANTS', 'ConvNeXt1D', 'ConvNeXt1DBackbone', 'OrientedConv1d']

@@ -91,12 +91,17 @@ def strip_prefixes(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tenso
     return state_dict
 
 
+def under_prefix(key: str, prefixes: Iterable[str]) -> Optional[str]:
+    """The top-level prefix among ``prefixes`` that ``key`` belongs to, or None."""
+    return next((p for p in prefixes if key == p or key.startswith(p + '.')), None)
+
+
 def split_keys(state_dict: Dict[str, torch.Tensor], drop_prefixes: Iterable[str]):
     """Split into (kept, {prefix: dropped keys}) by top-level key prefix."""
     drop_prefixes = tuple(drop_prefixes)
     kept, dropped = OrderedDict(), OrderedDict((p, []) for p in drop_prefixes)
     for key, value in state_dict.items():
-        prefix = next((p for p in drop_prefixes if key == p or key.startswith(p + '.')), None)
+        prefix = under_prefix(key, drop_prefixes)
         if prefix is None:
             kept[key] = value
         else:

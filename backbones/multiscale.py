@@ -22,7 +22,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._fusion import fuse_modules
 from .checkpoint import (CheckpointError, describe_shape_mismatch, load_checkpoint_file,
-                         shape_mismatches, split_keys, unwrap_state_dict)
+                         shape_mismatches, split_keys, under_prefix, unwrap_state_dict)
 
 logger = logging.getLogger('backbones')
 
@@ -79,6 +79,9 @@ class MultiScaleBackbone(nn.Module):
     # Read by tools/convert_to_backbone_weights.py too: True where the backbone uses
     # smaller kernels than the classifier, so larger odd kernels are centre-cropped.
     crop_classifier_kernels: bool = False
+    # Top-level prefixes of modules only the backbone has (e.g. ConvNeXt's output norms):
+    # a classifier checkpoint lacks them, so they keep their initial values.
+    backbone_only_prefixes: Tuple[str, ...] = ()
 
     @staticmethod
     def remap_classifier_keys(state_dict):
@@ -223,8 +226,11 @@ class MultiScaleBackbone(nn.Module):
                 mismatches, path, hint=f'is it a checkpoint of another {self.family} arch?'))
         result = self.load_state_dict(state_dict, strict=False)
         missing = [k for k in result.missing_keys if not k.endswith('num_batches_tracked')]
+        initial = [k for k in missing if under_prefix(k, self.backbone_only_prefixes)]
+        missing = [k for k in missing if k not in initial]
         logger.info(f'{name}: loaded {len(matched)} tensors from {path} [{wrapper}]; '
-                    f'dropped classifier keys: {sum(map(len, dropped.values()))}')
+                    f'dropped classifier keys: {sum(map(len, dropped.values()))}'
+                    + (f'; backbone-only tensors at their initial values: {len(initial)}' if initial else ''))
         if missing:
             logger.warning(f'{name}: missing keys ({len(missing)}): {", ".join(missing[:20])}')
         if result.unexpected_keys:

@@ -55,7 +55,8 @@ import torch  # noqa: E402
 
 from backbones import MODEL_TO_BACKBONE, BackboneConfigError  # noqa: E402
 from backbones.checkpoint import (CheckpointError, describe_shape_mismatch,  # noqa: E402
-                                  load_checkpoint_file, split_keys, unwrap_state_dict)
+                                  load_checkpoint_file, split_keys, under_prefix,
+                                  unwrap_state_dict)
 from backbones.multiscale import guess_family  # noqa: E402
 
 PROG = 'convert_to_backbone_weights'
@@ -87,20 +88,24 @@ class FamilyRules:
     * ``remap_classifier_keys(state_dict) -> state_dict``: checkpoint layout ->
       backbone layout (identity by default; ``init_cfg`` loading uses it too);
     * ``crop_classifier_kernels = True``: the backbone uses smaller kernels than the
-      classifier, so larger odd kernels are centre-cropped.
+      classifier, so larger odd kernels are centre-cropped;
+    * ``backbone_only_prefixes``: modules only the backbone has (ConvNeXt's output norms),
+      written at the backbone's initial values.
     """
 
     family: str
     classifier_prefixes: Tuple[str, ...]
     remap_keys: Callable[[StateDict], StateDict]
     crop_kernels: bool
+    backbone_only_prefixes: Tuple[str, ...] = ()
 
     @classmethod
     def of(cls, backbone_cls) -> 'FamilyRules':
         return cls(family=backbone_cls.family,
                    classifier_prefixes=tuple(backbone_cls.classifier_prefixes),
                    remap_keys=backbone_cls.remap_classifier_keys,
-                   crop_kernels=bool(backbone_cls.crop_classifier_kernels))
+                   crop_kernels=bool(backbone_cls.crop_classifier_kernels),
+                   backbone_only_prefixes=tuple(backbone_cls.backbone_only_prefixes))
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,7 @@ class Fit:
     missing: List[str] = field(default_factory=list)
     unexpected: List[str] = field(default_factory=list)
     filled: List[str] = field(default_factory=list)  # BN counters taken from the backbone
+    initial: List[str] = field(default_factory=list)  # backbone-only tensors, at their init
     matched: int = 0
 
 
@@ -206,7 +212,12 @@ def plan_fit(state_dict: StateDict, model_state: StateDict, rules: FamilyRules) 
     for key in model_state:
         if key not in state_dict:
             # BN step counters are not weights; several releases omit them.
-            (fit.filled if key.endswith('num_batches_tracked') else fit.missing).append(key)
+            if key.endswith('num_batches_tracked'):
+                fit.filled.append(key)
+            elif under_prefix(key, rules.backbone_only_prefixes):
+                fit.initial.append(key)
+            else:
+                fit.missing.append(key)
     return fit
 
 
@@ -240,7 +251,7 @@ def check_fit(fit: Fit, target: Target, source: str, source_keys: Sequence[str])
 def apply_fit(state_dict: StateDict, model_state: StateDict, fit: Fit) -> Tuple[StateDict, List[Crop]]:
     """The backbone's state_dict in its own key order, cropped and completed."""
     crops, out = [], OrderedDict()
-    filled = set(fit.filled)
+    filled = set(fit.filled) | set(fit.initial)
     for key, reference in model_state.items():
         if key in filled:
             out[key] = reference.clone()
@@ -401,6 +412,9 @@ def map_to_backbone(state_dict: StateDict, target: Target, model_state: StateDic
     check_fit(fit, target, source, source_keys)
     layout = f'renamed {renamed} keys' if renamed else 'keys already in the backbone layout'
     filled = f', {len(fit.filled)} BN counters filled in' if fit.filled else ''
+    if fit.initial:
+        modules = sorted({key.split('.')[0] for key in fit.initial})
+        filled += f', {len(fit.initial)} backbone-only tensors ({", ".join(modules)}) at their initial values'
     progress.done('map', f'{layout}; {fit.matched}/{len(model_state)} {target.family}-{target.arch} '
                          f'tensors found{filled}')
     return state_dict, fit, renamed
@@ -444,7 +458,7 @@ def convert(args, target: Target) -> Path:
 
     meta = dict(source=str(Path(args.checkpoint).resolve()), source_sha256=digest,
                 model=target.model, family=target.family, arch=target.arch, weights=wrapper,
-                dropped=dropped, renamed=renamed, filled=list(fit.filled),
+                dropped=dropped, renamed=renamed, filled=list(fit.filled), initial=list(fit.initial),
                 cropped={c.key: dict(source_shape=list(c.source_shape), target_shape=list(c.target_shape),
                                      norm_removed=c.norm_removed) for c in crops},
                 deploy=args.deploy, converter=PROG)

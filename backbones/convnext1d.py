@@ -1,0 +1,313 @@
+"""ConvNeXt-1D / 1D++ / 2D / 2D++: ConvNeXt with oriented 1D depthwise kernels.
+
+Reference: Kirchmeyer & Deng, "Convolutional Networks with Oriented 1D Kernels" (ICCV 2023,
+https://github.com/princeton-vl/Oriented1D). Parameter names follow the authors'
+checkpoints exactly (``downsample_layers``, ``stages``, ``theta`` ...), so their
+``{'model': ..., 'model_ema': ...}`` files load strictly; the oriented conv is the pure
+PyTorch one of :mod:`backbones.oriented_conv`, so every model runs on CPU and CUDA and
+takes any input size.
+
+Variants (``block`` = what replaces ConvNeXt's 7x7 depthwise conv):
+
+* ``2d``: the ConvNeXt baseline (7x7);
+* ``1d``: an oriented 1x31, and a stem of oriented stride-2 1x31 convs;
+* ``1dpp``: an oriented 1x15, plus an oriented 1x31 (with identity) on the 4x hidden
+  layer of the MLP, and the stem with 1x15 convs;
+* ``2dpp``: the 7x7, plus that oriented 1x31 on the hidden layer.
+
+In 1d, 1dpp and 2dpp the angles of odd blocks of a stage are turned by 90 degrees.
+
+``timm.create_model('convnext_tiny_1dpp')`` builds the ImageNet classifier;
+:class:`ConvNeXt1DBackbone` is the dense-prediction trunk registered as
+``type='ConvNeXt1D', arch='tiny', variant='1dpp'``, with the authors' smaller downstream
+kernels and a channels-first LayerNorm on each output.
+"""
+import functools
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import DropPath, LayerNorm2d, trunc_normal_
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from torch import nn
+
+from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
+from .oriented_conv import OrientedConv1d
+
+__all__ = ['ConvNeXt1D', 'ConvNeXt1DBackbone', 'CONVNEXT1D_ARCHS', 'CONVNEXT1D_VARIANTS']
+
+# arch -> (dims, depths, default drop path rate of the ImageNet recipe)
+CONVNEXT1D_ARCHS = {
+    'tiny': ((96, 192, 384, 768), (3, 3, 9, 3), 0.1),
+    'base': ((128, 256, 512, 1024), (3, 3, 27, 3), 0.5),
+    # Reduced width for demos and tests only: no weights are released for it.
+    'demo': ((16, 32, 64, 128), (1, 2, 2, 1), 0.0),
+}
+CONVNEXT1D_VARIANTS = ('1d', '1dpp', '2d', '2dpp')
+# Per stage: (block kernel,) or (block kernel, hidden-layer kernel).
+CLASSIFIER_KERNELS = {
+    '2d': ((7,),) * 4,
+    '1d': ((31,),) * 4,
+    '1dpp': ((15, 31),) * 4,
+    '2dpp': ((7, 31),) * 4,
+}
+# The authors' detection / segmentation backbones shrink the kernels of the later stages,
+# whose maps are small; the converter centre-crops the classifier's kernels to these.
+DOWNSTREAM_KERNELS = {
+    '2d': ((7,),) * 4,
+    '1d': ((31,), (31,), (27,), (13,)),
+    '1dpp': ((15, 31), (15, 31), (15, 27), (13, 13)),
+    '2dpp': ((7, 31), (7, 31), (7, 27), (7, 13)),
+}
+STEM_KERNEL = {'1d': 31, '1dpp': 15}  # the oriented stem of the 1D variants (unchanged downstream)
+STEM_HIDDEN = 64
+LAYER_SCALE_INIT = 1e-6
+# ConvNeXt's trunk names (the 2d variant is exactly facebookresearch/ConvNeXt's layout).
+FAMILY_KEY_SIGNATURES['ConvNeXt1D'] = r'^downsample_layers\.\d+\.'
+
+
+def check_variant(variant: str) -> str:
+    if variant not in CONVNEXT1D_VARIANTS:
+        raise BackboneConfigError(f"unknown ConvNeXt1D variant '{variant}': choose one of "
+                                  f"{', '.join(CONVNEXT1D_VARIANTS)}")
+    return variant
+
+
+def rotates_odd_blocks(variant: str) -> bool:
+    """1d, 1dpp and 2dpp turn the angles of odd blocks (and the stem's second conv) by 90 degrees."""
+    return variant != '2d'
+
+
+class Stem1D(nn.Module):
+    """Stride-4 stem of the 1D variants, channels-last inside: Linear 3 -> 64, oriented
+    stride-2 conv, LN, GELU, oriented stride-2 conv (turned 90 degrees), LN, GELU,
+    Linear 64 -> dims[0], LN."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, hidden: int = STEM_HIDDEN):
+        super().__init__()
+        self.pw1 = nn.Linear(in_channels, hidden)
+        self.pw2 = nn.Linear(hidden, out_channels)
+        self.dw1 = OrientedConv1d(hidden, kernel_size, stride=2, data_format='channels_last')
+        self.dw2 = OrientedConv1d(hidden, kernel_size, stride=2, angle_offset=0.5, data_format='channels_last')
+        self.norm1 = nn.LayerNorm(hidden, eps=1e-6)
+        self.norm2 = nn.LayerNorm(hidden, eps=1e-6)
+        self.norm3 = nn.LayerNorm(out_channels, eps=1e-6)
+
+    def forward(self, x):
+        x = self.pw1(x.permute(0, 2, 3, 1))
+        x = F.gelu(self.norm1(self.dw1(x)))
+        x = F.gelu(self.norm2(self.dw2(x)))
+        return self.norm3(self.pw2(x)).permute(0, 3, 1, 2)
+
+
+def patchify_stem(in_channels: int, out_channels: int) -> nn.Sequential:
+    """ConvNeXt's stem: 4x4 stride-4 conv and a channels-first LN (keys .0 and .1)."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 4, stride=4), LayerNorm2d(out_channels, eps=1e-6))
+
+
+def downsample(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Channels-first LN, then a 2x2 stride-2 conv (keys .0 and .1)."""
+    return nn.Sequential(LayerNorm2d(in_channels, eps=1e-6), nn.Conv2d(in_channels, out_channels, 2, stride=2))
+
+
+def spatial_mixer(dim: int, kernel_size: int, variant: str, angle_offset: float) -> nn.Module:
+    """The block's depthwise conv: dense KxK in the 2D variants, oriented 1xK in the 1D ones."""
+    if variant.startswith('2d'):
+        return nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+    return OrientedConv1d(dim, kernel_size, angle_offset=angle_offset)
+
+
+class Block(nn.Module):
+    """ConvNeXt block: x + gamma * MLP(LN(dwconv(x))), the MLP channels-last (Linear layers).
+
+    The ++ variants (``hidden_kernel`` given) add an oriented 1xK conv with identity on the
+    4x hidden layer, between pwconv1 + GELU and pwconv2; their spatial conv is then
+    called ``dwconv1`` and the hidden one ``dwconv2``, as in the authors' checkpoints.
+    """
+
+    def __init__(self, dim: int, variant: str, kernel_size: int, hidden_kernel: Optional[int] = None,
+                 angle_offset: float = 0.0, drop_path: float = 0.0):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), LAYER_SCALE_INIT))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.spatial_name = 'dwconv' if hidden_kernel is None else 'dwconv1'
+        self.add_module(self.spatial_name, spatial_mixer(dim, kernel_size, variant, angle_offset))
+        if hidden_kernel is not None:
+            self.dwconv2 = OrientedConv1d(4 * dim, hidden_kernel, angle_offset=angle_offset, resid=True,
+                                          data_format='channels_last')
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x):
+        y = getattr(self, self.spatial_name)(x).permute(0, 2, 3, 1)
+        y = F.gelu(self.pwconv1(self.norm(y)))
+        if hasattr(self, 'dwconv2'):
+            y = self.dwconv2(y)
+        y = self.gamma * self.pwconv2(y)
+        return x + self.drop_path(y.permute(0, 3, 1, 2))
+
+
+def build_trunk(arch: str, variant: str, kernels: Sequence[Sequence[int]], in_channels: int = 3,
+                drop_path_rate: float = 0.0):
+    """downsample_layers (stem first), stages and their feature_info, shared by the
+    classifier and the backbone."""
+    dims, depths, _ = CONVNEXT1D_ARCHS[arch]
+    stem = (Stem1D(in_channels, dims[0], STEM_KERNEL[variant]) if variant in STEM_KERNEL
+            else patchify_stem(in_channels, dims[0]))
+    downsample_layers = nn.ModuleList([stem] + [downsample(dims[i], dims[i + 1]) for i in range(3)])
+    rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()  # cpu: also under meta
+    stages, info, start = nn.ModuleList(), [], 0
+    for index, (dim, depth, stage_kernels) in enumerate(zip(dims, depths, kernels)):
+        blocks = [Block(dim, variant, *stage_kernels, drop_path=rates[start + j],
+                        angle_offset=(j % 2) / 2 if rotates_odd_blocks(variant) else 0.0)
+                  for j in range(depth)]
+        stages.append(nn.Sequential(*blocks))
+        info.append(dict(num_chs=dim, reduction=4 * 2 ** index, module=f'stages.{index}'))
+        start += depth
+    return downsample_layers, stages, info
+
+
+def _init_weights(module: nn.Module):
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+class ConvNeXt1D(nn.Module):
+    """ConvNeXt-1D/1D++/2D/2D++ ImageNet classifier (timm model)."""
+
+    def __init__(self, arch: str = 'tiny', variant: str = '1dpp', in_chans: int = 3, num_classes: int = 1000,
+                 global_pool: str = 'avg', drop_rate: float = 0.0, drop_path_rate: Optional[float] = None):
+        super().__init__()
+        if drop_path_rate is None:
+            drop_path_rate = CONVNEXT1D_ARCHS[arch][2]
+        self.variant, self.num_classes, self.global_pool = check_variant(variant), num_classes, global_pool
+        self.downsample_layers, self.stages, self.feature_info = build_trunk(
+            arch, variant, CLASSIFIER_KERNELS[variant], in_chans, drop_path_rate)
+        self.num_features = self.head_hidden_size = self.feature_info[-1]['num_chs']
+        self.norm = nn.LayerNorm(self.num_features, eps=1e-6)  # after global pooling
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(_init_weights)
+
+    def forward_features(self, x):
+        for downsample_layer, stage in zip(self.downsample_layers, self.stages):
+            x = stage(downsample_layer(x))
+        return x
+
+    def forward_head(self, x, pre_logits: bool = False):
+        if self.global_pool == 'avg':
+            x = x.mean((2, 3))
+        x = self.head_drop(self.norm(x))
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self):
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool=None):
+        self.num_classes = num_classes
+        if global_pool is not None:
+            self.global_pool = global_pool
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+
+class ConvNeXt1DBackbone(MultiScaleBackbone):
+    """ConvNeXt-1D/1D++/2D/2D++ trunk for dense prediction: features at strides 4/8/16/32.
+
+    Registered in mmdet's and mmseg's MODELS as ``type='ConvNeXt1D', arch='tiny',
+    variant='1dpp'``. Uses the authors' downstream kernel sizes (``DOWNSTREAM_KERNELS``)
+    and adds a channels-first LayerNorm ``norm{i}`` on each output. The trunk keeps the
+    checkpoint names ``downsample_layers`` and ``stages``, so mmdet's and mmseg's own
+    ``LearningRateDecayOptimizerConstructor`` assigns ConvNeXt's layer ids unchanged.
+    Stage 0 is downsample_layers[0] (the stem) + stages[0]; stage i > 0 includes
+    downsample_layers[i]. See :class:`MultiScaleBackbone` for the other arguments.
+    """
+
+    family = 'ConvNeXt1D'
+    archs = CONVNEXT1D_ARCHS
+    classifier_prefixes = ('head', 'norm')
+    crop_classifier_kernels = True
+    # The output norms exist only in the backbone; a classifier checkpoint leaves them at init.
+    backbone_only_prefixes = ('norm0', 'norm1', 'norm2', 'norm3')
+    default_variant = '1dpp'
+
+    def __init__(self, arch: str = 'tiny', variant: Optional[str] = None, **kwargs):
+        self.variant = check_variant(variant or self.default_variant)
+        super().__init__(arch, **kwargs)
+        # Only for the returned stages, so that every parameter gets a gradient (DDP).
+        for index, info in zip(self.out_indices, self.feature_info):
+            self.add_module(f'norm{index}', LayerNorm2d(info['num_chs'], eps=1e-6))
+
+    def build(self, arch: str, drop_path_rate: float, in_channels: int) -> List[dict]:
+        self.downsample_layers, self.stages, info = build_trunk(
+            arch, self.variant, DOWNSTREAM_KERNELS[self.variant], in_channels, drop_path_rate)
+        self.apply(_init_weights)
+        return info
+
+    def forward_stages(self, x, last: int):
+        for index in range(last + 1):
+            x = self.stages[index](self.downsample_layers[index](x))
+            norm = getattr(self, f'norm{index}', None)
+            yield x if norm is None else norm(x)
+
+    def stem_modules(self) -> List[nn.Module]:
+        return [self.downsample_layers[0]]
+
+    def stage_modules(self, index: int) -> List[nn.Module]:
+        modules = [self.stages[index]]
+        if index > 0:
+            modules.insert(0, self.downsample_layers[index])
+        return modules
+
+    @classmethod
+    @functools.lru_cache(maxsize=None)
+    def for_variant(cls, variant: str) -> type:
+        """A subclass whose default variant is ``variant``: what ``MODEL_TO_BACKBONE`` maps
+        ``convnext_tiny_1d`` to, since the converter builds ``backbone_cls(arch)``."""
+        check_variant(variant)
+        return type(f'{cls.__name__}_{variant}', (cls,), dict(default_variant=variant, __module__=__name__))
+
+
+# ---- timm registration -----------------------------------------------------------------
+TIMM_ARCHS = ('tiny', 'base')
+
+
+def _cfg(**kwargs) -> dict:
+    return dict(url='', num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7), crop_pct=0.875,
+                interpolation='bicubic', mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
+                classifier='head', **kwargs)
+
+
+default_cfgs = generate_default_cfgs({
+    f'convnext_{arch}_{variant}': _cfg(first_conv='downsample_layers.0.pw1' if variant in STEM_KERNEL
+                                       else 'downsample_layers.0.0')
+    for arch in TIMM_ARCHS for variant in CONVNEXT1D_VARIANTS})
+
+
+def _register(arch: str, variant: str):
+    name = f'convnext_{arch}_{variant}'
+
+    def factory(pretrained: bool = False, **kwargs) -> ConvNeXt1D:
+        # features_only is not offered: dense prediction uses ConvNeXt1DBackbone.
+        # A partial, since build_model_with_cfg has a `variant` argument of its own (the model name).
+        model_cls = functools.partial(ConvNeXt1D, variant=variant)
+        return build_model_with_cfg(model_cls, name, pretrained, arch=arch, **kwargs)
+    factory.__name__ = name
+    factory.__doc__ = f'ConvNeXt-{arch.capitalize()}-{variant.upper()} (Oriented1D).'
+    factory.__module__ = __name__
+    return register_model(factory)
+
+
+for _arch in TIMM_ARCHS:
+    for _variant in CONVNEXT1D_VARIANTS:
+        globals()[f'convnext_{_arch}_{_variant}'] = _register(_arch, _variant)
+
+MODEL_TO_CONVNEXT1D: Dict[str, tuple] = {
+    f'convnext_{arch}_{variant}': (ConvNeXt1DBackbone.for_variant(variant), arch)
+    for arch in TIMM_ARCHS for variant in CONVNEXT1D_VARIANTS}
