@@ -18,6 +18,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from torch import nn
 
 from ._fusion import fuse_bn_linear, fuse_conv_bn, fuse_modules
+from .depthwise import DepthwiseConv2d
 from .multiscale import FAMILY_KEY_SIGNATURES, MultiScaleBackbone
 
 __all__ = ['RecNeXt', 'RecNeXtBackbone', 'RecConv2d', 'RECNEXT_ARCHS']
@@ -70,8 +71,8 @@ class RecConv2d(nn.Module):
         self.level = level
         conv_args = dict(in_channels=channels, out_channels=channels, groups=channels,
                          kernel_size=kernel_size, padding=kernel_size // 2, bias=False)
-        self.down = nn.Conv2d(stride=2, **conv_args)
-        self.convs = nn.ModuleList(nn.Conv2d(**conv_args) for _ in range(level + 1))
+        self.down = DepthwiseConv2d(stride=2, **conv_args)
+        self.convs = nn.ModuleList(DepthwiseConv2d(**conv_args) for _ in range(level + 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         sizes, pyramid = [], []
