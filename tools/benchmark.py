@@ -43,8 +43,7 @@ MAC_COUNTER = 'torch.utils.flop_counter.FlopCounterMode'
 # Strings keep the paper's precision: a difference within half its last digit is rounding.
 # params (M), MACs (G) at 224, COCO box AP and ADE20K mIoU with the config that trains it.
 FAMILY_NOTES = {  # what the papers count, where a difference is more than rounding
-    'recnext': 'both count the deploy form (BN folded, one head) and the other RecNeXt rows agree: '
-               'likely a slip in the paper',
+    'recnext': "the paper's other rows match this count of the deploy form",
     'repnext': 'paper counts the reparameterised deploy form, as this table does',
     'rexnet': 'paper counts the ImageNet classifier (1000-class head)',
     'convnext': 'paper counts the ImageNet classifier (1000-class head)',
@@ -304,7 +303,7 @@ def size_row(name: str) -> dict:
         delta, why = difference(measured, published.get(key))
         row[f'{key}_diff'] = delta
         if delta is not None:
-            notes[label] = why or 'more than rounding; ' + FAMILY_NOTES.get(family_of(name), 'unexplained')
+            notes[label] = why or 'more than rounding: ' + FAMILY_NOTES.get(family_of(name), 'unexplained')
     same = len(set(notes.values())) == 1
     row['difference_note'] = '; '.join(
         dict.fromkeys(why if same else f'{label}: {why}' for label, why in notes.items()))
@@ -312,7 +311,7 @@ def size_row(name: str) -> dict:
 
 
 def _fmt(value, spec='.2f', missing='-'):
-    return missing if value is None else format(value, spec)
+    return missing if value is None else format(value + 0.0 if abs(value) >= 0.005 else 0.0, spec)  # no '-0.00'
 
 
 def print_size_table(rows: List[dict]):
