@@ -262,9 +262,11 @@ class RecNeXt(nn.Module):
 # autograd) the same modules run plain PyTorch ops.
 
 def _onednn_fusion(x: torch.Tensor) -> bool:
-    """True where oneDNN's fused conv kernels apply: CPU fp32 without autograd."""
+    """True where oneDNN's fused conv kernels apply: CPU fp32 without autograd, in eager
+    mode (torch.compile fuses on its own, and better without these opaque kernels)."""
     return (x.device.type == 'cpu' and x.dtype == torch.float32 and not torch.is_grad_enabled()
-            and torch.backends.mkldnn.is_available() and not torch.jit.is_scripting())
+            and torch.backends.mkldnn.is_available() and not torch.jit.is_scripting()
+            and not torch.compiler.is_compiling())
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
