@@ -95,3 +95,13 @@ def test_deploy_form_equals_training_form_in_fp32_on_every_fast_path():
         with context():
             got = fused(x)
         assert (got - want).abs().max().item() <= 1e-4 * want.abs().max().item(), context
+
+
+def test_detector_training_step_beside_resnet50(capsys):
+    pytest.importorskip('mmdet')
+    pytest.importorskip('mmseg')
+    args = benchmark.parse_args(['--devices', 'cpu', '--train-step-size', '64', '--train-step-repeats', '1'])
+    rows = benchmark.train_step_cost('configs/demo/recnext_m0_demo_coco.py', args)
+    assert [row['backbone'] for row in rows] == ['recnext_m0_demo_coco.py', 'resnet50']
+    assert all(row['task'] == 'mmdet' and row['seconds_median'] > 0 for row in rows)
+    assert 'train step mmdet resnet50' in capsys.readouterr().out

@@ -364,7 +364,11 @@ RESNET50_BASE = {'mmdet': 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
 def _build_mm_model(config, scope: str):
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    cfg = Config.fromfile(config)
+    if '::' in config:  # a config of the installed mmdet / mmseg package
+        from mmengine.hub import get_config
+        cfg = get_config(config)
+    else:
+        cfg = Config.fromfile(config)
     if cfg.get('custom_imports'):
         from mmengine.utils import import_modules_from_strings
         import_modules_from_strings(**cfg.custom_imports)
@@ -377,24 +381,31 @@ def _build_mm_model(config, scope: str):
         model_cfg.data_preprocessor = cfg.data_preprocessor
     from mmengine.model import revert_sync_batchnorm
     model = revert_sync_batchnorm(registry.build(model_cfg))  # one process: BN, as the runner does
+    from mmengine.logging import MMLogger
+    MMLogger.get_current_instance().setLevel('WARNING')  # init_weights lists every tensor
     model.init_weights()
     return model
 
 
-def _train_batch(scope: str, size: int, num_images: int = 2):
+def _num_classes(model) -> int:
+    head = model.decode_head if hasattr(model, 'decode_head') else model.roi_head.bbox_head
+    return head.num_classes
+
+
+def _train_batch(scope: str, size: int, num_classes: int, num_images: int = 2):
     """A random batch with ground truth at ``size``², as the data loader would give."""
     gen = torch.Generator().manual_seed(0)
     if scope == 'mmdet':
         from mmdet.testing import demo_mm_inputs
         return demo_mm_inputs(batch_size=num_images, image_shapes=[(3, size, size)] * num_images,
-                              num_items=[5] * num_images, num_classes=80, with_mask=True)
+                              num_items=[5] * num_images, num_classes=num_classes, with_mask=True)
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
     samples = []
     for _ in range(num_images):
         sample = SegDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size),
                                              pad_shape=(size, size), scale_factor=(1.0, 1.0)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, size, size), generator=gen))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, size, size), generator=gen))
         samples.append(sample)
     images = [torch.randint(0, 256, (3, size, size), generator=gen, dtype=torch.uint8) for _ in range(num_images)]
     return dict(inputs=images, data_samples=samples)
@@ -413,9 +424,10 @@ def train_step_cost(config: str, args) -> List[dict]:
         raise SystemExit(f'benchmark: error: config not found: {config}')
     text = open(config).read()
     scope = 'mmseg' if 'mmseg::' in text else 'mmdet'
-    models = {osp.basename(config): _build_mm_model(config, scope), 'resnet50': _build_mm_model(RESNET50_BASE[scope], scope)}
+    models = {osp.basename(config): _build_mm_model(config, scope),
+              'resnet50': _build_mm_model(RESNET50_BASE[scope], scope)}
     device = torch.device(args.devices[-1])
-    batch = _train_batch(scope, args.train_step_size)
+    batch = _train_batch(scope, args.train_step_size, _num_classes(models[osp.basename(config)]))
 
     def runner(model):
         model.to(device).train()
