@@ -277,14 +277,16 @@ def benchmark_speed(name: str, device: torch.device, shapes, args) -> List[dict]
 
 
 def format_speed_row(row: dict) -> str:
-    where = row['device'] + (f" {row['threads']}t" if row['device'] == 'cpu' else '') + (
-        ' cpu-time' if row['clock'] == 'process' else '') + (' amp' if row['amp'] else '') + (' cl' if row['channels_last'] else '') + (
-        ' compiled' if row['compiled'] else '')
+    flags = [f"{row['threads']}t" if row['device'] == 'cpu' else '',
+             'cpu-time' if row['clock'] == 'process' else '', 'amp' if row['amp'] else '',
+             'cl' if row['channels_last'] else '', 'compiled' if row['compiled'] else '']
+    where = ' '.join([row['device']] + [flag for flag in flags if flag])
     parts = [f"{row['model']:<14} {where:<15} {row['batch']}x{row['height']}x{row['width']:<5}"]
     for form in ('train', 'deploy'):
         speed = row[form]['img_per_s']
         parts.append(f"{form} {speed['median']:7.3g} img/s ({speed['min']:.3g}-{speed['max']:.3g}), "
-                     f"{row[form]['memory_kind']} {row[form]['peak_mib']:.0f} MiB (+{row[form]['peak_growth_mib']:.0f})")
+                     f"{row[form]['memory_kind']} {row[form]['peak_mib']:.0f} MiB "
+                     f"(+{row[form]['peak_growth_mib']:.0f})")
     parts.append(f"deploy/train {row['deploy_speedup']:.2f}x")
     return ' | '.join(parts)
 
