@@ -89,7 +89,6 @@ class RecConv2d(nn.Module):
         return self.convs[self.level](x + upsampled)
 
 
-
 class RecNeXtBlock(nn.Module):
     """x + MLP(BN(RecConv2d(x))): token mixing, then channel mixing."""
 
