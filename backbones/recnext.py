@@ -24,6 +24,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from torch import nn
 
 from ._fusion import fuse_bn_linear, fuse_conv_bn, fuse_modules
+from .depthwise import DepthwiseConv2d
 from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
 
 __all__ = ['RecNeXt', 'RecNeXtBackbone', 'RecConv2d', 'RecAttn2d', 'LinearAttention',
@@ -110,7 +111,7 @@ def depthwise_conv(channels: int, kernel_size: int, stride: int = 1, norm: bool 
     """'Same'-padded depthwise conv (output size ceil(input / stride)), optionally + BN."""
     if norm:
         return ConvNorm(channels, channels, kernel_size, stride, kernel_size // 2, groups=channels)
-    return nn.Conv2d(channels, channels, kernel_size, stride, kernel_size // 2, groups=channels, bias=False)
+    return DepthwiseConv2d(channels, channels, kernel_size, stride, kernel_size // 2, groups=channels, bias=False)
 
 
 def conv_mlp(channels: int, hidden: int) -> nn.Sequential:
@@ -264,8 +265,8 @@ class LinearAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        q, k = (F.elu(self.qk(x)) + 1.0).view(b, 2, self.num_heads, c // self.num_heads, h * w).unbind(dim=1)
-        v = x.view(b, self.num_heads, c // self.num_heads, h * w)
+        q, k = (F.elu(self.qk(x)) + 1.0).reshape(b, 2, self.num_heads, c // self.num_heads, h * w).unbind(dim=1)
+        v = x.reshape(b, self.num_heads, c // self.num_heads, h * w)
         out = linear_attention(q, k, v)
         return out.transpose(-1, -2).reshape(b, c, h, w) + self.pe(x)
 
@@ -306,9 +307,9 @@ class RecNeXtBlock(nn.Module):
 
     def fuse(self) -> nn.Module:
         if isinstance(self.norm, nn.BatchNorm2d):
+            # The M-series BN after the token mixer folds into its last (full-resolution) conv.
             self.token_mixer.absorb_output_norm(self.norm)
-            self.norm = nn.Identity()
-        return self
+        return FusedRecNeXtBlock(self.token_mixer, self.channel_mixer)
 
 
 def make_block(spec: RecNeXtArch, channels: int, stage: int, drop_path: float, options: dict) -> RecNeXtBlock:
@@ -338,9 +339,7 @@ class Downsample(nn.Module):
         return x + self.channel_mixer(x)
 
     def fuse(self) -> nn.Module:
-        self.token_mixer = fuse_conv_bn(self.token_mixer, self.norm)
-        self.norm = nn.Identity()
-        return self
+        return FusedDownsample(fuse_conv_bn(self.token_mixer, self.norm), self.channel_mixer)
 
 
 class Stem(nn.Module):
@@ -355,6 +354,9 @@ class Stem(nn.Module):
 
     def forward(self, x):
         return self.stem(x)
+
+    def fuse(self) -> nn.Module:
+        return FusedStem(self)
 
 
 class Stage(nn.Module):
@@ -473,6 +475,116 @@ class RecNeXt(nn.Module):
     def fuse(self) -> nn.Module:
         """Deploy form: BN folded into convs, the two heads merged into one Linear."""
         return fuse_modules(self)
+
+
+# ---- Deploy fast path -------------------------------------------------------------------
+# What fuse() returns. Same function as the training form (BN folded), but on CPU fp32
+# inference: activations in channels-last (no layout copies around the depthwise convs
+# and the bilinear resizes), and oneDNN kernels that apply GELU and the residual add
+# inside the 1x1 convs instead of two extra passes over memory. Elsewhere (CUDA, fp16,
+# autograd) the same modules run plain PyTorch ops.
+
+def _onednn_fusion(x: torch.Tensor) -> bool:
+    """True where oneDNN's fused conv kernels apply: CPU fp32 without autograd, in eager
+    mode (torch.compile fuses on its own, and better without these opaque kernels)."""
+    return (x.device.type == 'cpu' and x.dtype == torch.float32 and not torch.is_grad_enabled()
+            and torch.backends.mkldnn.is_available() and not torch.jit.is_scripting()
+            and not torch.compiler.is_compiling())
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def conv_gelu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """GELU(conv(x)) (exact erf GELU), one oneDNN kernel where it applies."""
+    if _onednn_fusion(x):
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups,
+            'gelu', [], 'none')
+    return F.gelu(conv(x))
+
+
+def conv_add(conv: nn.Conv2d, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """residual + conv(x), one oneDNN kernel where it applies."""
+    if _onednn_fusion(x):
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            x, residual, conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation,
+            conv.groups, 'add', None, None, [], None)
+    return residual + conv(x)
+
+
+class FusedConvMLP(nn.Module):
+    """Deploy form of ``residual + conv_mlp(x)``: two BN-folded 1x1 convs, GELU between."""
+
+    def __init__(self, mlp: nn.Sequential):
+        super().__init__()
+        expand, _, project = mlp
+        self.expand, self.project = expand.fuse(), project.fuse()
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return conv_add(self.project, conv_gelu(self.expand, x), residual)
+
+
+class FusedStem(nn.Module):
+    """Deploy form of :class:`Stem`; switches the activations to channels-last."""
+
+    def __init__(self, stem: Stem):
+        super().__init__()
+        first, _, second = stem.stem
+        self.first, self.second = first.fuse(), second.fuse()
+
+    def forward(self, x):
+        return self.second(conv_gelu(self.first, _channels_last(x)))
+
+
+class FusedRecNeXtBlock(nn.Module):
+    """Deploy form of :class:`RecNeXtBlock`: ``x + MLP(RecConv2d(x))``, BN folded."""
+
+    def __init__(self, token_mixer: nn.Module, channel_mixer: nn.Sequential):
+        super().__init__()
+        self.token_mixer = token_mixer
+        self.channel_mixer = FusedConvMLP(channel_mixer)
+
+    def forward(self, x):
+        x = _channels_last(x)
+        return self.channel_mixer(self.token_mixer(x), x)
+
+
+class ChannelDoublingDepthwiseConv(nn.Module):
+    """A grouped conv with two outputs per input channel, run as a true depthwise conv.
+
+    oneDNN has fast depthwise kernels only for one output per group; with two it falls
+    back to a generic grouped conv (3x slower here). Duplicating each input channel
+    (2i, 2i+1 <- i) first turns it into a depthwise conv with the same weights.
+    """
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        if conv.out_channels != 2 * conv.in_channels or conv.groups != conv.in_channels:
+            raise ValueError(f'expected a grouped conv with 2 outputs per input channel, got {conv}')
+        self.conv = conv
+        self.conv.groups = conv.out_channels
+
+    def forward(self, x):
+        n, channels, height, width = x.shape
+        # In channels-last the duplicated channels are adjacent in memory: one cheap copy.
+        doubled = (_channels_last(x).permute(0, 2, 3, 1).unsqueeze(-1)
+                   .expand(n, height, width, channels, 2).reshape(n, height, width, 2 * channels))
+        return self.conv(doubled.permute(0, 3, 1, 2))
+
+
+class FusedDownsample(nn.Module):
+    """Deploy form of :class:`Downsample`: BN-folded stride-2 conv, then ``x + MLP(x)``."""
+
+    def __init__(self, token_mixer: nn.Conv2d, channel_mixer: nn.Sequential):
+        super().__init__()
+        self.token_mixer = ChannelDoublingDepthwiseConv(token_mixer)
+        self.channel_mixer = FusedConvMLP(channel_mixer)
+
+    def forward(self, x):
+        x = self.token_mixer(x)
+        return self.channel_mixer(x, x)
 
 
 class RecNeXtBackbone(MultiScaleBackbone):

@@ -1,112 +1,521 @@
-"""Measure the backbones: parameters, MACs, throughput and peak memory.
+"""Benchmark the backbones: params, MACs, throughput (training and deploy form), memory,
+and the cost of one detector / segmentor training step beside ResNet-50.
 
-    python tools/benchmark.py                          # all RecNeXt-M and -A, 224x224, CPU
-    python tools/benchmark.py --models recnext_m3 --device cuda --batch-size 64 --amp
-    python tools/benchmark.py --markdown               # the README's model table
+    benchmark                                   # every model of this project, CPU (+ CUDA/AMP if present)
+    benchmark --models recnext_m3 'repnext_*' resnet50 --shapes 8x224x224
+    benchmark --no-speed --markdown             # the README's model-zoo table
+    benchmark --models recnext_m3 --train-step configs/recnext_m3_coco.py configs/recnext_m3_ade20k.py
+    benchmark --json results.json
 
-MACs are counted by torch's FlopCounterMode (multiply-accumulates of convs and linear
-layers, i.e. FLOPs / 2) on the deploy form (BN folded, heads merged), the form the
-papers report; parameters are given for both forms.
+Params are counted on the deploy form (``model.fuse()`` where the model has one), the
+form the papers report; the training-form count is given too. MACs are counted at 224x224
+by ``torch.utils.flop_counter.FlopCounterMode`` (multiply-accumulates of convolutions,
+linear layers and matmuls = FLOPs / 2; element-wise ops, norms and resizes are not
+counted, as in the papers). Throughput is images/s of ``torch.inference_mode`` forwards
+after warm-up; the training form (eval mode, unfused) and the deploy form are timed in
+turn, repeat by repeat, so both see the same machine load; median and min-max are given.
 """
 import argparse
+import fnmatch
+import json
+import math
+import os
 import os.path as osp
+import resource
+import statistics
 import sys
 import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, register_flop_formula
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 import timm  # noqa: E402
 
-import backbones  # noqa: E402,F401  (registers the models)
+import backbones  # noqa: E402  (registers the models)
 
-# Params (M) and MACs (G) at 224x224 as published, for comparison in the table.
-PUBLISHED = {
-    'recnext_m0': (2.5, 0.4), 'recnext_m1': (5.2, 0.9), 'recnext_m2': (6.8, 1.2),
-    'recnext_m3': (8.2, 1.4), 'recnext_m4': (14.1, 2.4), 'recnext_m5': (22.9, 4.7),
-    'recnext_a0': (2.8, 0.4), 'recnext_a1': (5.9, 0.9), 'recnext_a2': (7.9, 1.2),
-    'recnext_a3': (9.0, 1.4), 'recnext_a4': (15.8, 2.4), 'recnext_a5': (25.7, 4.7),
+MAC_COUNTER = 'torch.utils.flop_counter.FlopCounterMode'
+
+# ---- published numbers ----------------------------------------------------------------
+# Strings keep the paper's precision: a difference within half its last digit is rounding.
+# params (M), MACs (G) at 224, COCO box AP and ADE20K mIoU with the config that trains it.
+FAMILY_NOTES = {  # what the papers count, where a difference is more than rounding
+    'recnext': "the paper's other rows match this count of the deploy form",
+    'repnext': 'paper counts the reparameterised deploy form, as this table does',
+    'rexnet': 'paper counts the ImageNet classifier (1000-class head)',
+    'convnext': 'paper counts the ImageNet classifier (1000-class head)',
 }
 
 
-def count_params(model) -> int:
+def _published(params, macs=None, coco=None, ade=None, coco_config=None, ade_config=None):
+    return dict(params=params, macs=macs, coco=coco, ade=ade, coco_config=coco_config, ade_config=ade_config)
+
+
+def _with_configs(name, params, macs=None, coco=None, ade=None):
+    """Mask R-CNN 1x (COCO box AP) and Semantic FPN (ADE20K mIoU) configs, as the papers."""
+    return _published(params, macs, coco, ade, f'configs/{name}_coco.py' if coco else None,
+                      f'configs/{name}_ade20k.py' if ade else None)
+
+
+PUBLISHED: Dict[str, dict] = {}
+for _arch, _params, _macs, _coco, _ade in zip(
+        ['m0', 'm1', 'm2', 'm3', 'm4', 'm5'], ['2.5', '5.2', '6.8', '8.2', '14.1', '22.9'],
+        ['0.4', '0.9', '1.2', '1.4', '2.4', '4.7'], [None, None, None, '41.7', '43.5', '44.6'],
+        [None, None, None, '41.0', '43.6', '46.0']):
+    PUBLISHED[f'recnext_{_arch}'] = _with_configs(f'recnext_{_arch}', _params, _macs, _coco, _ade)
+for _arch, _params, _coco, _ade in zip(
+        ['a0', 'a1', 'a2', 'a3', 'a4', 'a5'], ['2.8', '5.9', '7.9', '9.0', '15.8', '25.7'],
+        [None, None, None, '42.1', '43.5', '44.4'], [None, None, None, '41.9', '43.0', '46.5']):
+    PUBLISHED[f'recnext_{_arch}'] = _with_configs(f'recnext_{_arch}', _params, None, _coco, _ade)
+for _arch, _params, _macs, _coco, _ade in zip(
+        ['m0', 'm1', 'm2', 'm3', 'm4', 'm5'], ['2.3', '4.8', '6.5', '7.8', '13.3', '21.7'],
+        ['0.4', '0.8', '1.1', '1.3', '2.3', '4.5'], [None, None, None, '40.8', '42.9', '44.7'],
+        [None, None, None, '40.6', '43.3', '45.0']):
+    PUBLISHED[f'repnext_{_arch}'] = _with_configs(f'repnext_{_arch}', _params, _macs, _coco, _ade)
+for _width, _params in zip(['100', '130', '150', '200', '300'], ['4.8', '7.6', '9.7', '16', '34']):
+    PUBLISHED[f'rexnet_{_width}'] = _published(_params)
+# ConvNeXt-T with 1D kernels: Cascade Mask R-CNN 3x (box AP) and UPerNet (mIoU).
+for _variant, _params, _coco, _ade in zip(['1d', '1dpp', '2dpp'], ['28.5', '29.2', '29.2'],
+                                          ['50.3', '51.3', '51.2'], ['45.2', '47.4', '48.1']):
+    PUBLISHED[f'convnext_tiny_{_variant}'] = _published(
+        _params, None, _coco, _ade, f'configs/convnext1d_tiny_{_variant}_coco.py',
+        f'configs/convnext1d_tiny_{_variant}_ade20k.py')
+
+
+def family_of(name: str) -> str:
+    return name.split('_')[0]
+
+
+def difference(measured: float, published: Optional[str]) -> Tuple[Optional[float], str]:
+    """(measured - published, why) for one column; why is empty where rounding does not explain it."""
+    if published is None:
+        return None, ''
+    delta = measured - float(published)
+    decimals = len(published.split('.')[1]) if '.' in published else 0
+    step = 10 ** -decimals
+    if abs(delta) <= step / 2 + 1e-9:
+        return delta, 'paper rounding'
+    if round(math.floor(measured / step + 1e-9) * step, decimals) == float(published):
+        return delta, 'paper truncates'
+    return delta, ''
+
+
+# ---- model selection ------------------------------------------------------------------
+def project_models() -> List[str]:
+    """Models this project provides: its own timm registrations and the mm backbones' models."""
+    own = [name for name in timm.list_models()
+           if timm.models.model_entrypoint(name).__module__.startswith('backbones.')]
+    return sorted(set(own) | set(backbones.MODEL_TO_BACKBONE))
+
+
+def select_models(patterns: Optional[Sequence[str]]) -> List[str]:
+    """Globs match this project's models; an exact timm name (e.g. resnet50) is taken as is."""
+    ours = project_models()
+    if not patterns:
+        return ours
+    chosen = []
+    for pattern in patterns:
+        matched = fnmatch.filter(ours, pattern) or ([pattern] if pattern in timm.list_models() else [])
+        if not matched:
+            raise SystemExit(f'benchmark: error: no model matches {pattern!r}; this project has '
+                             f'{", ".join(ours)} (or give an exact timm model name)')
+        chosen += [name for name in matched if name not in chosen]
+    return chosen
+
+
+# ---- counting -------------------------------------------------------------------------
+def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model, size: int) -> int:
+# The deploy forms run oneDNN's fused conv kernels on CPU; count them as the convs they are.
+@register_flop_formula(torch.ops.mkldnn._convolution_pointwise)
+def _fused_conv_flop(x_shape, *args, out_shape=None, **kwargs) -> int:
+    # (X, W, B, ...) for conv + activation; (X, other, W, B, ...) for conv + binary op.
+    binary = args[1] is not None and len(args[1]) == 4
+    return conv_flop_count(x_shape, args[1] if binary else args[0], out_shape)
+
+
+def count_macs(model: nn.Module, size: int = 224, height: Optional[int] = None) -> int:
+    """Multiply-accumulates of one image through ``model`` (FLOPs / 2)."""
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(torch.randn(1, 3, size, size))
+    with torch.inference_mode(), counter:
+        model(torch.randn(1, 3, height or size, size))
     return counter.get_total_flops() // 2
 
 
-def throughput(model, size: int, batch: int, device: str, amp: bool, seconds: float):
-    """Images/s of the eval forward, after warm-up; and peak GPU memory in MiB."""
-    model = model.to(device).eval()
-    x = torch.randn(batch, 3, size, size, device=device)
-    autocast = torch.autocast(device_type=device.split(':')[0], dtype=torch.float16 if 'cuda' in device else torch.bfloat16, enabled=amp)
-    sync = torch.cuda.synchronize if 'cuda' in device else (lambda: None)
-    if 'cuda' in device:
-        torch.cuda.reset_peak_memory_stats()
-    with torch.inference_mode(), autocast:
-        for _ in range(3):
-            model(x)
-        sync()
-        runs, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            model(x)
-            runs += 1
-        sync()
-        elapsed = time.perf_counter() - start
-    memory = torch.cuda.max_memory_allocated() / 2 ** 20 if 'cuda' in device else float('nan')
-    return runs * batch / elapsed, memory
+def deploy_form(model: nn.Module) -> nn.Module:
+    """``model.fuse()`` (or ``switch_to_deploy()``) where the model has one, else the model."""
+    for method in ('fuse', 'switch_to_deploy'):
+        if callable(getattr(model, method, None)):
+            return getattr(model, method)() or model
+    return model
+
+
+# ---- timing ---------------------------------------------------------------------------
+def _sync(device: torch.device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+CLOCKS = {'wall': time.perf_counter, 'process': time.process_time}
+
+
+def time_interleaved(runners: Dict[str, Callable[[], object]], device: torch.device,
+                     warmup: int, repeats: int, clock: str = 'wall') -> Dict[str, List[float]]:
+    """Seconds per call of each runner; one call of each per repeat, in turn.
+
+    ``clock='process'`` counts this process's CPU time instead of wall time: on a CPU that
+    other jobs share, with one thread, it measures the work rather than the queueing.
+    """
+    now = CLOCKS[clock]
+    for _ in range(warmup):
+        for run in runners.values():
+            run()
+    _sync(device)
+    times = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            start = now()
+            run()
+            _sync(device)
+            times[name].append(now() - start)
+    return times
+
+
+def _rss_mib(field: str) -> Optional[float]:
+    try:
+        with open('/proc/self/status') as status:
+            for line in status:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def peak_memory_mib(run: Callable[[], object], device: torch.device) -> Tuple[float, float, str]:
+    """(peak, peak minus the level before) of one call, MiB: max allocated on CUDA; on CPU
+    the process's peak RSS, reset first through /proc/self/clear_refs where Linux allows."""
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device) / 2 ** 20
+        run()
+        _sync(device)
+        peak = torch.cuda.max_memory_allocated(device) / 2 ** 20
+        return peak, peak - before, 'CUDA max allocated'
+    try:
+        with open('/proc/self/clear_refs', 'w') as refs:
+            refs.write('5')  # resets VmHWM, the peak resident set size, to the current RSS
+        before = _rss_mib('VmRSS')
+        run()
+        peak = _rss_mib('VmHWM')
+        return peak, peak - before, 'peak RSS'
+    except (OSError, TypeError):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        run()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return peak, peak - before, 'lifetime peak RSS'
+
+
+def parse_shape(text: str) -> Tuple[int, int, int]:
+    try:
+        batch, height, width = (int(v) for v in text.lower().split('x'))
+        return batch, height, width
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'shape {text!r}: use BATCHxHEIGHTxWIDTH, e.g. 8x224x224') from None
+
+
+def summarise(times: List[float], batch: int) -> dict:
+    rates = sorted(batch / t for t in times)
+    return dict(median=statistics.median(rates), min=rates[0], max=rates[-1], repeats=len(rates))
+
+
+def benchmark_speed(name: str, device: torch.device, shapes, args) -> List[dict]:
+    """Throughput and peak memory of the training and deploy forms at each input shape."""
+    torch.manual_seed(0)
+    train = timm.create_model(name).eval()
+    deploy = timm.create_model(name).eval()
+    deploy.load_state_dict(train.state_dict())
+    deploy = deploy_form(deploy)
+    forms = {'train': train, 'deploy': deploy}
+    amp = device.type == 'cuda' and not args.no_amp
+    channels_last = args.channels_last == 'on' or (args.channels_last == 'auto' and device.type == 'cuda')
+    rows = []
+    for name_form, model in forms.items():
+        model.to(device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        if args.compile:
+            forms[name_form] = torch.compile(model)
+    for batch, height, width in shapes:
+        x = torch.randn(batch, 3, height, width, device=device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        def runner(model):
+            def run():
+                with torch.inference_mode(), torch.autocast(device.type, enabled=amp):
+                    return model(x)
+            return run
+        runners = {form: runner(model) for form, model in forms.items()}
+        times = time_interleaved(runners, device, args.warmup, args.repeats, args.clock)
+        row = dict(model=name, device=device.type, clock=args.clock, threads=torch.get_num_threads(),
+                   amp=amp, channels_last=channels_last,
+                   compiled=args.compile, batch=batch, height=height, width=width)
+        for form in forms:
+            memory, growth, kind = peak_memory_mib(runners[form], device)
+            row[form] = dict(img_per_s=summarise(times[form], batch), peak_mib=memory,
+                             peak_growth_mib=growth, memory_kind=kind)
+        row['deploy_speedup'] = row['deploy']['img_per_s']['median'] / row['train']['img_per_s']['median']
+        rows.append(row)
+        print(format_speed_row(row), flush=True)
+    return rows
+
+
+def format_speed_row(row: dict) -> str:
+    flags = [f"{row['threads']}t" if row['device'] == 'cpu' else '',
+             'cpu-time' if row['clock'] == 'process' else '', 'amp' if row['amp'] else '',
+             'cl' if row['channels_last'] else '', 'compiled' if row['compiled'] else '']
+    where = ' '.join([row['device']] + [flag for flag in flags if flag])
+    parts = [f"{row['model']:<14} {where:<15} {row['batch']}x{row['height']}x{row['width']:<5}"]
+    for form in ('train', 'deploy'):
+        speed = row[form]['img_per_s']
+        parts.append(f"{form} {speed['median']:7.3g} img/s ({speed['min']:.3g}-{speed['max']:.3g}), "
+                     f"{row[form]['memory_kind']} {row[form]['peak_mib']:.0f} MiB "
+                     f"(+{row[form]['peak_growth_mib']:.0f})")
+    parts.append(f"deploy/train {row['deploy_speedup']:.2f}x")
+    return ' | '.join(parts)
+
+
+# ---- size table -----------------------------------------------------------------------
+def size_row(name: str) -> dict:
+    model = timm.create_model(name).eval()
+    train_params = count_params(model)
+    model = deploy_form(model)
+    row = dict(model=name, params_m=count_params(model) / 1e6, train_params_m=train_params / 1e6,
+               macs_g=count_macs(model, 224) / 1e9, mac_counter=MAC_COUNTER)
+    published = PUBLISHED.get(name, {})
+    row['published'] = published
+    notes = {}
+    for key, label, measured in (('params', 'params', row['params_m']), ('macs', 'MACs', row['macs_g'])):
+        delta, why = difference(measured, published.get(key))
+        row[f'{key}_diff'] = delta
+        if delta is not None:
+            notes[label] = why or 'more than rounding: ' + FAMILY_NOTES.get(family_of(name), 'unexplained')
+    same = len(set(notes.values())) == 1
+    row['difference_note'] = '; '.join(
+        dict.fromkeys(why if same else f'{label}: {why}' for label, why in notes.items()))
+    return row
+
+
+def _fmt(value, spec='.2f', missing='-'):
+    return missing if value is None else format(value + 0.0 if abs(value) >= 0.005 else 0.0, spec)  # no '-0.00'
+
+
+def print_size_table(rows: List[dict]):
+    print(f'MACs counted by {MAC_COUNTER} at 224x224 (deploy form)')
+    print(f"{'model':<22} {'params M':>9} {'(train)':>8} {'paper':>6} {'diff':>6} {'MACs G':>7} "
+          f"{'paper':>6} {'diff':>6}  why")
+    for row in rows:
+        paper = row['published']
+        print(f"{row['model']:<22} {row['params_m']:9.2f} {row['train_params_m']:8.2f} "
+              f"{paper.get('params') or '-':>6} {_fmt(row['params_diff'], '+.2f'):>6} {row['macs_g']:7.2f} "
+              f"{paper.get('macs') or '-':>6} {_fmt(row['macs_diff'], '+.2f'):>6}  {row['difference_note']}")
+
+
+def markdown_table(size_rows: List[dict], speed_rows: List[dict]) -> str:
+    """The README's model-zoo table: sizes, published metrics, configs, and CPU speed if run."""
+    speed = {}
+    for row in speed_rows:
+        if (row['batch'], row['height'], row['width']) == (8, 224, 224) and row['device'] == 'cpu':
+            speed[row['model']] = row
+    head = ['model', 'params (M)', 'MACs (G)', 'paper params / MACs', 'difference', 'COCO box AP',
+            'ADE20K mIoU', 'configs']
+    if speed:
+        first = next(iter(speed.values()))
+        clock = ', CPU time' if first['clock'] == 'process' else ''
+        head += [f"CPU img/s, {first['threads']} thread(s){clock}: train → deploy (bs 8, 224²)"]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for row in size_rows:
+        paper = row['published']
+        diffs = ', '.join(f'{_fmt(row[k], "+.2f")} {unit}' for k, unit in (('params_diff', 'M'), ('macs_diff', 'G'))
+                          if row[k] is not None)
+        configs = ', '.join(f'`{osp.basename(c)}`' for c in (paper.get('coco_config'), paper.get('ade_config')) if c)
+        cells = [row['model'], f"{row['params_m']:.2f}", f"{row['macs_g']:.2f}",
+                 f"{paper.get('params') or '-'} M / {paper.get('macs') or '-'} G" if paper else '-',
+                 f"{diffs} ({row['difference_note']})" if diffs else '-',
+                 paper.get('coco') or '-', paper.get('ade') or '-', configs or '-']
+        if speed:
+            s = speed.get(row['model'])
+            cells.append(f"{s['train']['img_per_s']['median']:.3g} → {s['deploy']['img_per_s']['median']:.3g} "
+                         f"({s['deploy_speedup']:.2f}×)" if s else '-')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    lines.append(f'\nParams and MACs of the deploy form at 224×224, MACs counted by `{MAC_COUNTER}`.')
+    return '\n'.join(lines)
+
+
+# ---- detector / segmentor training step ---------------------------------------------
+RESNET50_BASE = {'mmdet': 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+                 'mmseg': 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'}
+
+
+def _build_mm_model(config, scope: str):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    if '::' in config:  # a config of the installed mmdet / mmseg package
+        from mmengine.hub import get_config
+        cfg = get_config(config)
+    else:
+        cfg = Config.fromfile(config)
+    if cfg.get('custom_imports'):
+        from mmengine.utils import import_modules_from_strings
+        import_modules_from_strings(**cfg.custom_imports)
+    init_default_scope(scope)
+    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    model_cfg = cfg.model
+    model_cfg.pop('pretrained', None)
+    model_cfg.backbone.init_cfg = None  # random init: the cost does not depend on the weights
+    if model_cfg.get('data_preprocessor') is None and cfg.get('data_preprocessor'):
+        model_cfg.data_preprocessor = cfg.data_preprocessor
+    from mmengine.model import revert_sync_batchnorm
+    model = revert_sync_batchnorm(registry.build(model_cfg))  # one process: BN, as the runner does
+    from mmengine.logging import MMLogger
+    MMLogger.get_current_instance().setLevel('WARNING')  # init_weights lists every tensor
+    model.init_weights()
+    return model
+
+
+def _num_classes(model) -> int:
+    head = model.decode_head if hasattr(model, 'decode_head') else model.roi_head.bbox_head
+    return head.num_classes
+
+
+def _train_batch(scope: str, size: int, num_classes: int, num_images: int = 2):
+    """A random batch with ground truth at ``size``², as the data loader would give."""
+    gen = torch.Generator().manual_seed(0)
+    if scope == 'mmdet':
+        from mmdet.testing import demo_mm_inputs
+        return demo_mm_inputs(batch_size=num_images, image_shapes=[(3, size, size)] * num_images,
+                              num_items=[5] * num_images, num_classes=num_classes, with_mask=True)
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    samples = []
+    for _ in range(num_images):
+        sample = SegDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size),
+                                             pad_shape=(size, size), scale_factor=(1.0, 1.0)))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, size, size), generator=gen))
+        samples.append(sample)
+    images = [torch.randint(0, 256, (3, size, size), generator=gen, dtype=torch.uint8) for _ in range(num_images)]
+    return dict(inputs=images, data_samples=samples)
+
+
+def train_step_cost(config: str, args) -> List[dict]:
+    """Seconds of one training step (forward + backward) with ``config``'s backbone and
+    with the same task's ResNet-50 base, in this process, interleaved."""
+    try:
+        import mmdet  # noqa: F401
+        import mmseg  # noqa: F401
+    except ImportError as err:
+        raise SystemExit(f'benchmark: error: --train-step needs mmdet and mmseg ({err}); '
+                         f'install the [mm] extras (make setup)') from None
+    if not osp.isfile(config):
+        raise SystemExit(f'benchmark: error: config not found: {config}')
+    text = open(config).read()
+    scope = 'mmseg' if 'mmseg::' in text else 'mmdet'
+    models = {osp.basename(config): _build_mm_model(config, scope),
+              'resnet50': _build_mm_model(RESNET50_BASE[scope], scope)}
+    device = torch.device(args.devices[-1])
+    batch = _train_batch(scope, args.train_step_size, _num_classes(models[osp.basename(config)]))
+
+    def runner(model):
+        model.to(device).train()
+
+        def run():
+            data = model.data_preprocessor(batch, True)
+            losses = model(**data, mode='loss')
+            loss, _ = model.parse_losses(losses)
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+        return run
+    runners = {name: runner(model) for name, model in models.items()}
+    times = time_interleaved(runners, device, 1, args.train_step_repeats, args.clock)
+    rows = []
+    for name, seconds in times.items():
+        rows.append(dict(task=scope, config=config, backbone=name, images=2, size=args.train_step_size,
+                         device=device.type, seconds_median=statistics.median(seconds),
+                         seconds_min=min(seconds), seconds_max=max(seconds)))
+        print(f"train step {scope} {name:<28} 2x{args.train_step_size}² {device.type}: "
+              f"{statistics.median(seconds):.2f} s ({min(seconds):.2f}-{max(seconds):.2f})", flush=True)
+    return rows
+
+
+# ---- command line ---------------------------------------------------------------------
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog='benchmark', description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split('\n\n', 1)[1])
+    parser.add_argument('--models', nargs='+', metavar='NAME_OR_GLOB',
+                        help="e.g. recnext_m3 'repnext_*' resnet50 (default: every model of this project)")
+    parser.add_argument('--shapes', nargs='+', type=parse_shape, metavar='BxHxW',
+                        default=[(8, 224, 224), (1, 512, 512), (1, 800, 1333)])
+    parser.add_argument('--devices', nargs='+', default=None,
+                        help='default: cpu, and cuda when available')
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--clock', choices=list(CLOCKS), default='wall',
+                        help="'process': CPU time of this process (with OMP_NUM_THREADS=1 on a shared CPU)")
+    parser.add_argument('--no-amp', action='store_true', help='fp32 on CUDA too (default: fp16 autocast)')
+    parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto',
+                        help='convert models and inputs (auto: on CUDA only; the CPU deploy forms '
+                             'choose their own layout)')
+    parser.add_argument('--compile', action='store_true', help='time torch.compile(model)')
+    parser.add_argument('--no-speed', action='store_true', help='params and MACs only')
+    parser.add_argument('--train-step', nargs='+', default=[], metavar='CONFIG',
+                        help='also time one training step of these detector/segmentor configs beside ResNet-50')
+    parser.add_argument('--train-step-size', type=int, default=512)
+    parser.add_argument('--train-step-repeats', type=int, default=3)
+    parser.add_argument('--json', metavar='PATH', help="write every result to PATH ('-' for stdout)")
+    parser.add_argument('--markdown', action='store_true', help="print the README's model-zoo table")
+    args = parser.parse_args(argv)
+    if args.devices is None:
+        args.devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+    for device in args.devices:
+        if device.startswith('cuda') and not torch.cuda.is_available():
+            parser.error(f'--devices {device}: torch sees no CUDA GPU here')
+    if args.clock == 'process' and any(device.startswith('cuda') for device in args.devices):
+        parser.error("--clock process measures CPU work only; use --devices cpu, or the wall clock for CUDA")
+    if args.warmup < 0 or args.repeats < 1:
+        parser.error('--warmup must be >= 0 and --repeats >= 1')
+    return args
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--models', nargs='+', default=list(PUBLISHED))
-    parser.add_argument('--size', type=int, default=224)
-    parser.add_argument('--batch-size', type=int, default=16)
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--amp', action='store_true', help='fp16 autocast on CUDA, bf16 on CPU')
-    parser.add_argument('--seconds', type=float, default=3.0, help='timing window per model')
-    parser.add_argument('--no-speed', action='store_true', help='params and MACs only')
-    parser.add_argument('--markdown', action='store_true', help='print a markdown table')
-    args = parser.parse_args(argv)
-    unknown = [m for m in args.models if m not in timm.list_models()]
-    if unknown:
-        print(f'error: unknown model(s) {", ".join(unknown)}; e.g. {", ".join(PUBLISHED)}', file=sys.stderr)
-        return 2
-    if args.device.startswith('cuda') and not torch.cuda.is_available():
-        print('error: --device cuda given but torch sees no CUDA GPU', file=sys.stderr)
-        return 2
-
-    rows = []
-    for name in args.models:
-        model = timm.create_model(name).eval()
-        train_params = count_params(model)
-        model.fuse()
-        row = dict(model=name, params_m=count_params(model) / 1e6, train_params_m=train_params / 1e6,
-                   macs_g=count_macs(model, args.size) / 1e9, published=PUBLISHED.get(name))
-        if not args.no_speed:
-            row['img_per_s'], row['peak_mib'] = throughput(
-                model, args.size, args.batch_size, args.device, args.amp, args.seconds)
-        rows.append(row)
-        if not args.markdown:
-            speed = (f", {row['img_per_s']:.0f} img/s, peak {row['peak_mib']:.0f} MiB"
-                     if 'img_per_s' in row else '')
-            print(f"{name}: {row['params_m']:.2f}M params deploy ({row['train_params_m']:.2f}M train), "
-                  f"{row['macs_g']:.2f}G MACs @{args.size}{speed}", flush=True)
+    args = parse_args(argv)
+    names = select_models(args.models)
+    sizes = [size_row(name) for name in names]
+    if not args.markdown:
+        print_size_table(sizes)
+    speeds = []
+    if not args.no_speed:
+        for device in args.devices:
+            for name in names:
+                speeds += benchmark_speed(name, torch.device(device), args.shapes, args)
+    steps = [row for config in args.train_step for row in train_step_cost(config, args)]
     if args.markdown:
-        speed_head = f' | img/s ({args.device}, bs {args.batch_size}{", amp" if args.amp else ""})'
-        print('| model | params (M) | MACs (G) | paper params / MACs' + ('' if args.no_speed else speed_head) + ' |')
-        print('|---|---|---|---' + ('' if args.no_speed else '|---') + '|')
-        for row in rows:
-            paper = '{} M / {} G'.format(*row['published']) if row['published'] else '-'
-            speed = '' if args.no_speed else f" | {row['img_per_s']:.0f}"
-            print(f"| {row['model']} | {row['params_m']:.2f} | {row['macs_g']:.2f} | {paper}{speed} |")
+        print(markdown_table(sizes, speeds))
+    if args.json:
+        result = dict(mac_counter=MAC_COUNTER, torch=torch.__version__, threads=torch.get_num_threads(),
+                      sizes=sizes, speed=speeds, train_steps=steps)
+        text = json.dumps(result, indent=1)
+        if args.json == '-':
+            print(text)
+        else:
+            with open(args.json, 'w') as out:
+                out.write(text + '\n')
     return 0
 
 

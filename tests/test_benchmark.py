@@ -1,0 +1,107 @@
+"""tools/benchmark.py: MAC counting against a hand count, model selection, the
+published-number differences, and one end-to-end run on a tiny input."""
+import json
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+from tools import benchmark
+
+
+def plain_conv_net() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),        # 8 x 16 x 16 outputs, 3*3*3 MACs each
+        nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8),        # depthwise: 8 x 16 x 16, 3*3 each
+        nn.Conv2d(8, 16, 1),                            # 16 x 16 x 16, 8 each
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(16, 10))                              # 10 outputs, 16 each
+
+
+def test_macs_of_a_plain_conv_net_equal_the_hand_count():
+    hand = 8 * 16 * 16 * 27 + 8 * 16 * 16 * 9 + 16 * 16 * 16 * 8 + 10 * 16
+    assert benchmark.count_macs(plain_conv_net().eval(), 32) == hand
+    assert benchmark.count_params(plain_conv_net()) == (8 * 27 + 8) + 16 + (8 * 9 + 8) + (16 * 8 + 16) + (10 * 16 + 10)
+
+
+def test_fused_conv_kernels_are_counted_as_the_convs_they_replace():
+    model = timm.create_model('recnext_m0').eval()
+    unfused = benchmark.count_macs(model, 64)
+    # Only the second (distillation) head goes: merged into the first, 320 x 1000 MACs.
+    assert benchmark.count_macs(model.fuse(), 64) == unfused - 320 * 1000
+
+
+def test_model_selection_globs_project_models_and_takes_exact_timm_names():
+    ours = benchmark.project_models()
+    assert 'recnext_m3' in ours and 'resnet50' not in ours
+    assert benchmark.select_models(['recnext_m[01]', 'resnet18']) == ['recnext_m0', 'recnext_m1', 'resnet18']
+    assert benchmark.select_models(None) == ours
+    with pytest.raises(SystemExit, match="no model matches 'nosuch_\\*'"):
+        benchmark.select_models(['nosuch_*'])
+
+
+def test_differences_are_explained_by_the_papers_precision():
+    assert benchmark.difference(8.21, '8.2') == (pytest.approx(0.01), 'paper rounding')
+    assert benchmark.difference(15.6, '16') == (pytest.approx(-0.4), 'paper rounding')
+    assert benchmark.difference(6.853, '6.8') == (pytest.approx(0.053), 'paper truncates')
+    assert benchmark.difference(1.147, '1.2') == (pytest.approx(-0.053), '')
+    assert benchmark.difference(1.0, None) == (None, '')
+    # Every family of the issue is in the one table, with its precision kept.
+    assert {benchmark.family_of(name) for name in benchmark.PUBLISHED} == {'recnext', 'repnext', 'rexnet', 'convnext'}
+    assert benchmark.PUBLISHED['rexnet_200']['params'] == '16'
+
+
+def test_tool_runs_end_to_end_on_a_tiny_input(tmp_path, capsys):
+    out = tmp_path / 'result.json'
+    assert benchmark.main(['--models', 'recnext_m0', '--shapes', '1x32x48', '--devices', 'cpu',
+                           '--warmup', '0', '--repeats', '2', '--json', str(out), '--markdown']) == 0
+    result = json.loads(out.read_text())
+    assert result['mac_counter'] == 'torch.utils.flop_counter.FlopCounterMode'
+    (size,) = result['sizes']
+    assert size['params_m'] == pytest.approx(2.5, abs=0.05) and size['difference_note'] == 'paper rounding'
+    (speed,) = result['speed']
+    assert (speed['batch'], speed['height'], speed['width']) == (1, 32, 48)
+    for form in ('train', 'deploy'):
+        rates = speed[form]['img_per_s']
+        assert 0 < rates['min'] <= rates['median'] <= rates['max'] and rates['repeats'] == 2
+        assert speed[form]['peak_mib'] > 0
+    table = capsys.readouterr().out
+    assert '| recnext_m0 | 2.50 | 0.40 | 2.5 M / 0.4 G |' in table
+
+
+def test_bad_shape_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.main(['--shapes', '8x224'])
+    assert "shape '8x224': use BATCHxHEIGHTxWIDTH" in capsys.readouterr().err
+
+
+def test_deploy_form_equals_training_form_in_fp32_on_every_fast_path():
+    """The oneDNN-fused and channels-last deploy form of RecNeXt, against the training form."""
+    torch.manual_seed(0)
+    model = timm.create_model('recnext_m0').eval()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.75, 1.25)
+    fused = timm.create_model('recnext_m0').eval()
+    fused.load_state_dict(model.state_dict())
+    fused.fuse()
+    x = torch.randn(2, 3, 67, 93)
+    with torch.no_grad():
+        want = model(x)
+    for context in (torch.inference_mode, torch.no_grad, torch.enable_grad):  # fused kernels, and not
+        with context():
+            got = fused(x)
+        assert (got - want).abs().max().item() <= 1e-4 * want.abs().max().item(), context
+
+
+def test_detector_training_step_beside_resnet50(capsys):
+    pytest.importorskip('mmdet')
+    pytest.importorskip('mmseg')
+    args = benchmark.parse_args(['--devices', 'cpu', '--train-step-size', '64', '--train-step-repeats', '1'])
+    rows = benchmark.train_step_cost('configs/demo/recnext_m0_demo_coco.py', args)
+    assert [row['backbone'] for row in rows] == ['recnext_m0_demo_coco.py', 'resnet50']
+    assert all(row['task'] == 'mmdet' and row['seconds_median'] > 0 for row in rows)
+    assert 'train step mmdet resnet50' in capsys.readouterr().out
