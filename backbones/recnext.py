@@ -111,7 +111,8 @@ def depthwise_conv(channels: int, kernel_size: int, stride: int = 1, norm: bool 
     """'Same'-padded depthwise conv (output size ceil(input / stride)), optionally + BN."""
     if norm:
         return ConvNorm(channels, channels, kernel_size, stride, kernel_size // 2, groups=channels)
-    return DepthwiseConv2d(channels, channels, kernel_size, stride, kernel_size // 2, groups=channels, bias=False)
+    return DepthwiseConv2d(channels, channels, kernel_size, groups=channels, stride=stride,
+                           padding=kernel_size // 2, bias=False)
 
 
 def conv_mlp(channels: int, hidden: int) -> nn.Sequential:
