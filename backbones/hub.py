@@ -65,6 +65,8 @@ CLASSIFIER_TAGS = {'dist_in1k': 'distill_300e', 'in1k': 'without_distill_300e'}
 EVAL_PREPROCESSING = dict(input_size=(3, 224, 224), crop_pct=224 / 256, interpolation='bicubic',
                           mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
 
+# What to do about a missing local pretrained file (said by the backbones and the tools alike).
+MISSING_PRETRAINED_HINT = 'convert a released classifier with convert_to_backbone_weights, see the README'
 OFFLINE_HINT = ('download it elsewhere and pass its path with '
                 '--cfg-options model.backbone.init_cfg.checkpoint=PATH (or a file made by '
                 'convert_to_backbone_weights)')

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._fusion import fuse_modules
-from .hub import download
+from .hub import MISSING_PRETRAINED_HINT, download
 from .checkpoint import (CheckpointError, describe_shape_mismatch, load_checkpoint_file,
                          shape_mismatches, split_keys, unwrap_state_dict)
 
@@ -189,9 +189,7 @@ class MultiScaleBackbone(nn.Module):
         """Load a classifier or backbone checkpoint; returns what was (not) loaded."""
         path = download(checkpoint) if re.match(r'https?://', str(checkpoint)) else str(checkpoint)
         if not os.path.isfile(path):
-            raise CheckpointError(
-                f'checkpoint not found: {path} (convert a released classifier with '
-                f'convert_to_backbone_weights, see the README)')
+            raise CheckpointError(f'checkpoint not found: {path} ({MISSING_PRETRAINED_HINT})')
         state_dict, wrapper = unwrap_state_dict(load_checkpoint_file(
             path, trust_hint='convert it once with convert_to_backbone_weights --trust-checkpoint'))
         prefix = prefix if prefix is not None else (

@@ -231,3 +231,15 @@ def test_timm_cfgs_use_the_authors_eval_preprocessing():
     assert (cfg.crop_pct, cfg.interpolation, cfg.input_size) == (0.875, 'bicubic', (3, 224, 224))
     assert timm.models.get_pretrained_cfg('recnext_m3').tag == 'dist_in1k'
     assert set(RECNEXT_ARCHS) == {name.split('.')[0][len('recnext_'):] for name in timm.list_pretrained('recnext_m*')}
+
+
+def test_readme_lists_every_published_downstream_checkpoint_with_its_metric():
+    readme = (ROOT / 'README.md').read_text()
+    readme_urls = set(re.findall(r'https://github\.com/suous/Re[cp]NeXt/releases/download/[^\s)`\'"]+', readme))
+    assert readme_urls <= PUBLISHED, sorted(readme_urls - PUBLISHED)
+    for (model, task), metric in hub.DOWNSTREAM_METRICS.items():
+        url = hub.downstream_url(model, task)
+        unit = 'box AP' if task == 'coco' else 'mIoU'
+        row = f'| [{model}_{task}]({url}) | `configs/{model}_{task}.py` | {metric} {unit} | ' \
+              f'`tools/dist_test.sh configs/{model}_{task}.py {url} 8` |'
+        assert row in readme, row
