@@ -5,5 +5,6 @@ _base_ = './recnext_m3_coco.py'
 model = dict(
     backbone=dict(
         arch='m4',
-        init_cfg=dict(checkpoint='https://github.com/suous/RecNeXt/releases/download/v1.0/recnext_m4_distill_300e.pth')),
+        init_cfg=dict(
+            checkpoint='https://github.com/suous/RecNeXt/releases/download/v1.0/recnext_m4_distill_300e.pth')),
     neck=dict(in_channels=[64, 128, 256, 512]))

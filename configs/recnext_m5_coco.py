@@ -5,5 +5,6 @@ _base_ = './recnext_m3_coco.py'
 model = dict(
     backbone=dict(
         arch='m5',
-        init_cfg=dict(checkpoint='https://github.com/suous/RecNeXt/releases/download/v1.0/recnext_m5_distill_300e.pth')),
+        init_cfg=dict(
+            checkpoint='https://github.com/suous/RecNeXt/releases/download/v1.0/recnext_m5_distill_300e.pth')),
     neck=dict(in_channels=[80, 160, 320, 640]))

@@ -4,7 +4,8 @@ mmdet 3.3 / mmseg 1.2 models, mapped in one place.
 What changed, from reading mmdet 2.28.2 / mmseg 0.30.0 against mmdet 3.3.0 / mmseg 1.2.2
 for the modules our configs use (TwoStageDetector, FPN, RPNHead/AnchorHead,
 StandardRoIHead, Shared2FCBBoxHead/ConvFCBBoxHead/BBoxHead, FCNMaskHead; EncoderDecoder,
-FPNHead, UPerHead/PSP, FCNHead; mmcv's ConvModule):
+FPNHead, UPerHead/PSP, FCNHead; and mmcv 1.7.2 against 2.1.0 for ConvModule and its
+norm-layer names):
 
 * parameter and buffer names: unchanged. Every one of those modules creates the same
   attributes (``rpn_conv``/``rpn_cls``/``rpn_reg``, ``shared_fcs``, ``fc_cls``/``fc_reg``,

@@ -1,8 +1,12 @@
 """mmdet 2.x / mmseg 0.x checkpoints (the authors' published detectors and segmentors) load
 into our mmdet 3.3 / mmseg 1.2 models through tools/test.py, as files and as URLs, and
 evaluate exactly like the same weights saved by mmengine."""
+import os
 import pickle
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +14,7 @@ import torch
 from conftest import ROOT
 from mm_common.legacy import convert_legacy_checkpoint, legacy_origin
 from test_hub import Server
-from test_mm import DET_DEMO, SEG_DEMO, demo_options, run_tool
+from test_mm import DET_DEMO, SEG_DEMO, demo_options
 
 # What mmcv 1.x's runner wrote next to the weights (mmdet 2.28 / mmseg 0.30).
 LEGACY_META = {
@@ -70,15 +74,27 @@ def same(a, b) -> bool:
     return a == b
 
 
-def evaluate(task, checkpoint, work, demo_data, env_extra=None):
-    result = run_tool('tools/test.py', CONFIGS[task], str(checkpoint), '--work-dir', str(work),
-                      '--out', str(work / 'predictions.pkl'),
-                      *demo_options(demo_data, task, 'test_dataloader.dataset.indices=4'), env_extra=env_extra)
-    assert result.returncode == 0, result.stderr[-3000:]
+def start_test(task, checkpoint, work, demo_data, env_extra=None) -> subprocess.Popen:
+    """tools/test.py as users run it, dumping its predictions; started, not awaited.
+    Its output goes to files (two pipes read one after the other could fill and block)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1', **(env_extra or {}))
+    with open(f'{work}.out', 'w') as out, open(f'{work}.err', 'w') as err:
+        return subprocess.Popen(
+            [sys.executable, 'tools/test.py', CONFIGS[task], str(checkpoint), '--work-dir', str(work),
+             '--out', str(work / 'predictions.pkl'),
+             *demo_options(demo_data, task, 'test_dataloader.dataset.indices=4')],
+            cwd=ROOT, env=env, stdout=out, stderr=err, text=True)
+
+
+def finish_test(process: subprocess.Popen, work):
+    """(metric line, predictions, log + stderr) of a tools/test.py run."""
+    process.wait(timeout=600)
+    stdout, stderr = Path(f'{work}.out').read_text(), Path(f'{work}.err').read_text()
+    assert process.returncode == 0, stderr[-3000:]
     log = next(work.glob('*/*.log')).read_text()
     with open(work / 'predictions.pkl', 'rb') as f:
         predictions = pickle.load(f)
-    return result.stdout.strip().splitlines()[-1], predictions, log + result.stderr
+    return stdout.strip().splitlines()[-1], predictions, log + stderr
 
 
 @pytest.mark.parametrize('task, via', [('det', 'path'), ('seg', 'url')])
@@ -102,12 +118,18 @@ def test_legacy_checkpoint_evaluates_like_its_3x_twin(task, via, demo_data, tmp_
         location = f'{server.url}/legacy.pth'
     else:
         location = legacy_path
+    # The two evaluations run side by side.
+    legacy_run = start_test(task, location, tmp_path / 'legacy', demo_data, env)
+    twin_run = start_test(task, twin, tmp_path / 'twin', demo_data)
     try:
-        legacy_metric, legacy_predictions, legacy_log = evaluate(task, location, tmp_path / 'legacy', demo_data, env)
+        legacy_metric, legacy_predictions, legacy_log = finish_test(legacy_run, tmp_path / 'legacy')
+        twin_metric, twin_predictions, twin_log = finish_test(twin_run, tmp_path / 'twin')
     finally:
+        for process in (legacy_run, twin_run):
+            if process.poll() is None:
+                process.kill()
         if server:
             server.close()
-    twin_metric, twin_predictions, twin_log = evaluate(task, twin, tmp_path / 'twin', demo_data)
 
     version = legacy_meta[f'{library}_version']
     assert f'legacy checkpoint: {library} {version} checkpoint; meta.CLASSES -> meta.dataset_meta.classes' in legacy_log
