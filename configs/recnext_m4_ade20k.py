@@ -1,5 +1,6 @@
 # Semantic FPN, RecNeXt-M4, ADE20K 512x512: 80k iterations, 8 GPUs x 4 img/GPU, AdamW 1e-4, poly.
 # Published: 43.6 mIoU.
+# Data pipeline (as the published run) and the release-URL init_cfg: see recnext_m3_ade20k.py.
 _base_ = './recnext_m3_ade20k.py'
 
 model = dict(
