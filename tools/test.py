@@ -32,8 +32,7 @@ def parse_args(argv=None):
 def test(args) -> None:
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
-    if args.check_only:
-        check_data_roots(cfg, ('test',))
+    check_data_roots(cfg, ('test',))  # before any download
     # URL -> hub cache; an mmdet 2.x / mmseg 0.x file is mapped as it loads (mm_common.legacy).
     prepare_checkpoints(cfg, pretrained=False, load_from_option='CHECKPOINT')
     if args.check_only:

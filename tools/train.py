@@ -62,8 +62,7 @@ def load_config(args):
 
 def train(args) -> None:
     cfg = load_config(args)
-    if args.check_only:
-        check_data_roots(cfg, ('train', 'val'))
+    check_data_roots(cfg, ('train', 'val'))  # before any download
     prepare_checkpoints(cfg)
     if args.resume not in (None, 'auto') and not osp.isfile(args.resume):
         raise UserError(f'checkpoint to resume not found: {args.resume}')
