@@ -14,7 +14,7 @@ import torch
 from conftest import ROOT
 from mm_common.legacy import convert_legacy_checkpoint, legacy_origin
 from test_hub import Server
-from test_mm import DET_DEMO, SEG_DEMO, demo_options
+from test_mm import DET_DEMO, SEG_DEMO, demo_options, run_tool
 
 # What mmcv 1.x's runner wrote next to the weights (mmdet 2.28 / mmseg 0.30).
 LEGACY_META = {
@@ -141,3 +141,18 @@ def test_legacy_checkpoint_evaluates_like_its_3x_twin(task, via, demo_data, tmp_
     assert same(legacy_predictions, twin_predictions)
     if via == 'url':
         assert (tmp_path / 'torch' / 'hub' / 'checkpoints' / 'legacy.pth').is_file()
+
+
+def test_load_from_takes_a_legacy_checkpoint_for_training(demo_data, tmp_path):
+    state_dict, metainfo = build_demo_weights('seg')
+    legacy = tmp_path / 'legacy.pth'
+    torch.save({'meta': dict(LEGACY_META['seg'], CLASSES=tuple(metainfo['classes'])), 'state_dict': state_dict,
+                'optimizer': OPTIMIZER_1X}, legacy)
+    work = tmp_path / 'work'
+    result = run_tool('tools/train.py', SEG_DEMO, '--work-dir', str(work), *demo_options(
+        demo_data, 'seg', 'train_cfg.max_iters=1', 'train_cfg.val_interval=100', f'load_from={legacy}'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = next(work.glob('*/*.log')).read_text()
+    assert f'Load checkpoint from {legacy}' in log
+    assert 'legacy checkpoint: mmseg 0.30.0 checkpoint; meta.CLASSES -> meta.dataset_meta.classes' in log
+    assert not re.search(r'missing keys|unexpected key|do not match exactly', log + result.stderr)
