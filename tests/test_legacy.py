@@ -71,6 +71,8 @@ def same(a, b) -> bool:
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     if hasattr(a, 'shape'):  # numpy
         return (a == b).all()
+    if hasattr(a, '__dict__'):  # e.g. mmdet's BitmapMasks, which has no __eq__
+        return type(a) is type(b) and same(vars(a), vars(b))
     return a == b
 
 
