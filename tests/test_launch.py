@@ -89,8 +89,8 @@ def test_slurm_train_and_test_through_srun(demo_data, tmp_path):
     assert args[:8] == ['-p', 'gpu-partition', '--job-name=recnext-demo', '--gres=gpu:1', '--ntasks=1',
                         '--ntasks-per-node=1', '--cpus-per-task=2', '--kill-on-bad-exit=1']
     assert args[8] == '--quotatype=auto'
-    assert args[10:15] == [str(ROOT / 'tools/train.py'), SEG_DEMO, '--work-dir', str(work), '--launcher']
-    assert args[15] == 'slurm'
+    assert args[9:17] == [sys.executable, '-u', str(ROOT / 'tools/train.py'), SEG_DEMO, '--work-dir', str(work),
+                          '--launcher', 'slurm']
     log = next(work.glob('*/*.log')).read_text()
     assert 'launch: distributed on CPU with gloo (rank 0/1)' in log
     assert (work / 'iter_1.pth').is_file()
@@ -100,7 +100,8 @@ def test_slurm_train_and_test_through_srun(demo_data, tmp_path):
                         *demo_options(demo_data, 'seg', 'test_dataloader.dataset.indices=2'), env_extra=env)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert 'mIoU=' in result.stdout
-    assert record.read_text().splitlines()[10:13] == [str(ROOT / 'tools/test.py'), SEG_DEMO, str(work / 'iter_1.pth')]
+    assert record.read_text().splitlines()[9:16] == [sys.executable, '-u', str(ROOT / 'tools/test.py'), SEG_DEMO,
+                                                     str(work / 'iter_1.pth'), '--launcher', 'slurm']
 
 
 def test_slurm_launcher_outside_a_job_is_one_line(monkeypatch):
