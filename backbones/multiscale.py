@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._fusion import fuse_modules
+from .hub import MISSING_PRETRAINED_HINT, download
 from .checkpoint import (CheckpointError, describe_shape_mismatch, load_checkpoint_file,
                          shape_mismatches, split_keys, under_prefix, unwrap_state_dict)
 
@@ -42,16 +43,6 @@ def guess_family(keys) -> Optional[str]:
               for family, pattern in FAMILY_KEY_SIGNATURES.items()}
     best = max(scores, key=scores.get, default=None)
     return best if best is not None and scores[best] > 0 else None
-
-
-def _download(url: str) -> str:
-    """Fetch an http(s) checkpoint into torch's hub cache and return the local path."""
-    from torch.hub import download_url_to_file, get_dir
-    target = os.path.join(get_dir(), 'checkpoints', os.path.basename(url.split('?')[0]))
-    if not os.path.isfile(target):
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        download_url_to_file(url, target)
-    return target
 
 
 class MultiScaleBackbone(nn.Module):
@@ -199,11 +190,9 @@ class MultiScaleBackbone(nn.Module):
 
     def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> dict:
         """Load a classifier or backbone checkpoint; returns what was (not) loaded."""
-        path = _download(checkpoint) if re.match(r'https?://', str(checkpoint)) else str(checkpoint)
+        path = download(checkpoint) if re.match(r'https?://', str(checkpoint)) else str(checkpoint)
         if not os.path.isfile(path):
-            raise CheckpointError(
-                f'checkpoint not found: {path} (convert a released classifier with '
-                f'convert_to_backbone_weights, see the README)')
+            raise CheckpointError(f'checkpoint not found: {path} ({MISSING_PRETRAINED_HINT})')
         state_dict, wrapper = unwrap_state_dict(load_checkpoint_file(
             path, trust_hint='convert it once with convert_to_backbone_weights --trust-checkpoint'))
         prefix = prefix if prefix is not None else (

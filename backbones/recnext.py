@@ -19,12 +19,12 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
 from ._fusion import fuse_bn_linear, fuse_conv_bn, fuse_modules
 from .depthwise import DepthwiseConv2d
+from .hub import fetch_pretrained, timm_release_cfgs
 from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
 
 __all__ = ['RecNeXt', 'RecNeXtBackbone', 'RecConv2d', 'RecAttn2d', 'LinearAttention',
@@ -612,14 +612,13 @@ class RecNeXtBackbone(MultiScaleBackbone):
 
 
 def _cfg(**kwargs) -> dict:
-    return dict(url='', num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7),
-                crop_pct=0.95, interpolation='bicubic', mean=IMAGENET_DEFAULT_MEAN,
-                std=IMAGENET_DEFAULT_STD, first_conv='stem.stem.0.conv',
+    return dict(num_classes=1000, pool_size=(7, 7), first_conv='stem.stem.0.conv',
                 classifier=('head.head.linear', 'head.head_dist.linear'), **kwargs)
 
 
-# timm's register_model picks these up by module; no download URLs are pinned.
-default_cfgs = generate_default_cfgs({f'recnext_{arch}': _cfg() for arch in RECNEXT_ARCHS})
+# The authors' releases (url, crop, interpolation) come from backbones/hub.py:
+# recnext_m3.dist_in1k (default) and recnext_m3.in1k.
+default_cfgs = generate_default_cfgs(timm_release_cfgs([f'recnext_{arch}' for arch in RECNEXT_ARCHS], _cfg))
 
 
 def register_models(model_cls, prefix: str, family: str, module: str) -> dict:
@@ -636,7 +635,8 @@ def register_models(model_cls, prefix: str, family: str, module: str) -> dict:
             out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
             return build_model_with_cfg(
                 model_cls, _name, pretrained, arch=_arch,
-                feature_cfg=dict(flatten_sequential=True, out_indices=out_indices), **kwargs)
+                feature_cfg=dict(flatten_sequential=True, out_indices=out_indices),
+                **fetch_pretrained(_name, pretrained, kwargs))
         factory.__name__ = name
         factory.__doc__ = f'{family}-{arch.upper()} (dims {dims}, depths {depths}).'
         factory.__module__ = module

@@ -34,7 +34,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ._fusion import (bn_scale_shift, compose_row_column, depthwise_conv, dilate_kernel,
                       fuse_bn_pointwise_conv, fuse_modules, pad_kernel, scale_conv_output)
 from .checkpoint import CheckpointError, load_checkpoint_file, unwrap_state_dict
-from .multiscale import FAMILY_KEY_SIGNATURES, MultiScaleBackbone, _download, logger
+from .hub import download, timm_release_cfgs
+from .multiscale import FAMILY_KEY_SIGNATURES, MultiScaleBackbone, logger
 from .recnext import ConvNorm, RecNeXt, Stem, _cfg, conv_mlp, register_models
 
 __all__ = ['RepNeXt', 'RepNeXtBackbone', 'ChunkConv', 'CopyConv', 'SingleKernelChunkConv',
@@ -365,7 +366,7 @@ class RepNeXtBackbone(MultiScaleBackbone):
 def _holds_training_form(checkpoint: str) -> bool:
     """Whether a checkpoint holds RepNeXt's multi-branch weights. Unreadable files say
     False, so that the base loader reports them."""
-    path = _download(checkpoint) if re.match(r'https?://', str(checkpoint)) else str(checkpoint)
+    path = download(checkpoint) if re.match(r'https?://', str(checkpoint)) else str(checkpoint)
     try:
         state_dict, _ = unwrap_state_dict(load_checkpoint_file(path))
     except (CheckpointError, OSError):
@@ -373,8 +374,9 @@ def _holds_training_form(checkpoint: str) -> bool:
     return any(re.search(TRAINING_FORM_KEY, key) for key in state_dict)
 
 
-# timm's register_model picks these up by module; no download URLs are pinned.
-default_cfgs = generate_default_cfgs({f'repnext_{arch}': _cfg() for arch in REPNEXT_ARCHS})
+# The authors' distilled releases (url, crop, interpolation) come from backbones/hub.py:
+# repnext_m3.dist_in1k.
+default_cfgs = generate_default_cfgs(timm_release_cfgs([f'repnext_{arch}' for arch in REPNEXT_ARCHS], _cfg))
 
 
 globals().update(register_models(RepNeXt, 'repnext', 'RepNeXt', __name__))

@@ -4,5 +4,5 @@
 _base_ = './recnext_m3_ade20k.py'
 
 model = dict(
-    backbone=dict(arch='a3', init_cfg=dict(checkpoint='checkpoints/recnext_a3_backbone.pth')),
+    backbone=dict(arch='a3', init_cfg=dict(checkpoint='https://github.com/suous/RecNeXt/releases/download/v2.0/recnext_a3_distill_300e.pth')),
     neck=dict(in_channels=[64, 128, 256, 512]))

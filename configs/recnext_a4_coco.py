@@ -3,5 +3,5 @@
 _base_ = './recnext_m3_coco.py'
 
 model = dict(
-    backbone=dict(arch='a4', init_cfg=dict(checkpoint='checkpoints/recnext_a4_backbone.pth')),
+    backbone=dict(arch='a4', init_cfg=dict(checkpoint='https://github.com/suous/RecNeXt/releases/download/v2.0/recnext_a4_distill_300e.pth')),
     neck=dict(in_channels=[64, 128, 256, 512]))

@@ -4,5 +4,5 @@
 _base_ = './recnext_m3_ade20k.py'
 
 model = dict(
-    backbone=dict(arch='a5', init_cfg=dict(checkpoint='checkpoints/recnext_a5_backbone.pth')),
+    backbone=dict(arch='a5', init_cfg=dict(checkpoint='https://github.com/suous/RecNeXt/releases/download/v2.0/recnext_a5_distill_300e.pth')),
     neck=dict(in_channels=[80, 160, 320, 640]))

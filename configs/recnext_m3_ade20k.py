@@ -3,6 +3,10 @@
 # Batch: 8 GPUs x 4 img/GPU (SyncBN across GPUs). The published runs used exactly this
 # (80k iterations on 8 GPUs, although their file names say "40k"); we state 80k.
 # Published (RecNeXt, mmseg 0.x): 41.0 mIoU (single scale).
+# Data as in the published run: RGB, ImageNet mean/std, test at (2048, 512) keep-ratio, then
+# resized (not padded) to multiples of 32 as mmseg 0.x's AlignResize did, no flip.
+# Pretrained: the authors' ImageNet release, downloaded once into the torch hub cache (the
+# loader drops the classifier); offline: --cfg-options model.backbone.init_cfg.checkpoint=PATH.
 _base_ = 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'  # schedule overridden below
 custom_imports = dict(imports=['segmentation'], allow_failed_imports=False)
 
@@ -16,8 +20,21 @@ model = dict(
         drop_path_rate=0.0,
         frozen_stages=-1,
         norm_eval=False,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/recnext_m3_backbone.pth')),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://github.com/suous/RecNeXt/releases/download/v1.0/recnext_m3_distill_300e.pth')),
     neck=dict(in_channels=[64, 128, 256, 512]))
+
+# mmseg 0.x AlignResize == mmseg 1.x Resize + ResizeToMultiple; the base pads nothing at test time.
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(2048, 512), keep_ratio=True),
+    dict(type='ResizeToMultiple', size_divisor=32),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
 
 optim_wrapper = dict(
     _delete_=True,

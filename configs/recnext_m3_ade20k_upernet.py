@@ -15,7 +15,9 @@ model = dict(
         drop_path_rate=0.1,
         frozen_stages=-1,
         norm_eval=False,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/recnext_m3_backbone.pth')),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://github.com/suous/RecNeXt/releases/download/v1.0/recnext_m3_distill_300e.pth')),
     decode_head=dict(in_channels=[64, 128, 256, 512]),
     auxiliary_head=dict(in_channels=256))
 

@@ -2,6 +2,8 @@
 # Schedule: 1x = 12 epochs, lr steps at epochs 8 and 11, 500-iter linear warm-up.
 # Batch: 8 GPUs x 2 img/GPU (SyncBN across GPUs), AdamW lr 2e-4, wd 0.05, 1333x800.
 # Published (RecNeXt, mmdet 2.x): 41.7 box AP / 38.6 mask AP.
+# Data as in the published run (the base already matches it): RGB, ImageNet mean/std,
+# test at (1333, 800) keep-ratio, padded to multiples of 32, no flip.
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['detection'], allow_failed_imports=False)
 
@@ -15,8 +17,11 @@ model = dict(
         # The published runs trained every BN (their freeze matched no layer).
         frozen_stages=-1,
         norm_eval=False,
-        # From: convert_to_backbone_weights --model recnext_m3 --checkpoint <release>.pth
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/recnext_m3_backbone.pth')),
+        # The authors' ImageNet release, downloaded once into the torch hub cache (the loader
+        # drops the classifier); offline: --cfg-options model.backbone.init_cfg.checkpoint=PATH.
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://github.com/suous/RecNeXt/releases/download/v1.0/recnext_m3_distill_300e.pth')),
     neck=dict(in_channels=[64, 128, 256, 512]))
 
 optim_wrapper = dict(

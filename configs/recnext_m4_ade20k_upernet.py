@@ -3,7 +3,10 @@
 _base_ = './recnext_m3_ade20k_upernet.py'
 
 model = dict(
-    backbone=dict(arch='m4', drop_path_rate=0.2,
-                  init_cfg=dict(checkpoint='checkpoints/recnext_m4_backbone.pth')),
+    backbone=dict(
+        arch='m4',
+        drop_path_rate=0.2,
+        init_cfg=dict(
+            checkpoint='https://github.com/suous/RecNeXt/releases/download/v1.0/recnext_m4_distill_300e.pth')),
     decode_head=dict(in_channels=[64, 128, 256, 512]),
     auxiliary_head=dict(in_channels=256))

@@ -1,7 +1,11 @@
 # Semantic FPN, RecNeXt-M5, ADE20K 512x512: 80k iterations, 8 GPUs x 4 img/GPU, AdamW 1e-4, poly.
 # Published: 46.0 mIoU.
+# Data pipeline (as the published run) and the release-URL init_cfg: see recnext_m3_ade20k.py.
 _base_ = './recnext_m3_ade20k.py'
 
 model = dict(
-    backbone=dict(arch='m5', init_cfg=dict(checkpoint='checkpoints/recnext_m5_backbone.pth')),
+    backbone=dict(
+        arch='m5',
+        init_cfg=dict(
+            checkpoint='https://github.com/suous/RecNeXt/releases/download/v1.0/recnext_m5_distill_300e.pth')),
     neck=dict(in_channels=[80, 160, 320, 640]))

@@ -3,7 +3,10 @@
 _base_ = './recnext_m3_ade20k_upernet.py'
 
 model = dict(
-    backbone=dict(arch='m5', drop_path_rate=0.3,
-                  init_cfg=dict(checkpoint='checkpoints/recnext_m5_backbone.pth')),
+    backbone=dict(
+        arch='m5',
+        drop_path_rate=0.3,
+        init_cfg=dict(
+            checkpoint='https://github.com/suous/RecNeXt/releases/download/v1.0/recnext_m5_distill_300e.pth')),
     decode_head=dict(in_channels=[80, 160, 320, 640]),
     auxiliary_head=dict(in_channels=320))

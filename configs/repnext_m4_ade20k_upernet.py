@@ -4,6 +4,6 @@ _base_ = './repnext_m3_ade20k_upernet.py'
 
 model = dict(
     backbone=dict(arch='m4', drop_path_rate=0.2,
-                  init_cfg=dict(checkpoint='checkpoints/repnext_m4_backbone.pth')),
+                  init_cfg=dict(checkpoint='https://github.com/suous/RepNeXt/releases/download/v1.0/repnext_m4_distill_300e.pth')),
     decode_head=dict(in_channels=[64, 128, 256, 512]),
     auxiliary_head=dict(in_channels=256))

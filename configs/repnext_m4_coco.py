@@ -3,5 +3,5 @@
 _base_ = './repnext_m3_coco.py'
 
 model = dict(
-    backbone=dict(arch='m4', init_cfg=dict(checkpoint='checkpoints/repnext_m4_backbone.pth')),
+    backbone=dict(arch='m4', init_cfg=dict(checkpoint='https://github.com/suous/RepNeXt/releases/download/v1.0/repnext_m4_distill_300e.pth')),
     neck=dict(in_channels=[64, 128, 256, 512]))

@@ -3,5 +3,5 @@
 _base_ = './repnext_m3_ade20k.py'
 
 model = dict(
-    backbone=dict(arch='m5', init_cfg=dict(checkpoint='checkpoints/repnext_m5_backbone.pth')),
+    backbone=dict(arch='m5', init_cfg=dict(checkpoint='https://github.com/suous/RepNeXt/releases/download/v1.0/repnext_m5_distill_300e.pth')),
     neck=dict(in_channels=[80, 160, 320, 640]))

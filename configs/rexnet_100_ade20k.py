@@ -1,15 +1,11 @@
 # Semantic FPN, ReXNet-1.0 backbone, ADE20K (150 classes), 512x512 crops.
 # Schedule: 80k iterations, poly lr (power 0.9, min_lr 1e-6), AdamW lr 1e-4, wd 0.05, the same
 # as our RecNeXt Semantic FPN configs so that the families compare directly.
-# Batch: 8 GPUs x 4 img/GPU (BN per GPU, see sync_bn below).
+# Batch: 8 GPUs x 4 img/GPU (SyncBN across GPUs).
 # Published: none (the ReXNet paper reports no ADE20K result).
 _base_ = 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'  # schedule overridden below
 custom_imports = dict(imports=['segmentation'], allow_failed_imports=False)
 
-# timm's ReXNet fuses each activation into its BN layer (BatchNormAct2d); mmengine's SyncBN
-# conversion would replace those layers by plain SyncBN and drop the activations, so BN is
-# kept per GPU here (the launcher's default sync_bn='torch' is opted out of).
-sync_bn = None
 
 model = dict(
     pretrained=None,  # the base's ResNet weights; ours come from init_cfg below

@@ -7,10 +7,6 @@
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['detection'], allow_failed_imports=False)
 
-# timm's ReXNet fuses each activation into its BN layer (BatchNormAct2d); mmengine's SyncBN
-# conversion would replace those layers by plain SyncBN and drop the activations, so BN is
-# kept per GPU here (the launcher's default sync_bn='torch' is opted out of).
-sync_bn = None
 
 image_scale = (1200, 800)
 

@@ -3,14 +3,18 @@ tools/test.py. Each one is narrow and says why it exists."""
 import os
 import pickle
 import re
+import shutil
+import subprocess
 import sys
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
 import torch.distributed as torch_dist
+from mmengine.model import convert_sync_batchnorm as _mmengine_convert_sync_batchnorm
 
 from backbones import BackboneConfigError, CheckpointError
+from backbones.hub import MISSING_PRETRAINED_HINT, download
 
 
 class UserError(Exception):
@@ -75,9 +79,9 @@ def configure_launch(cfg, launcher: str) -> str:
     """Make one config run as a single process, on N GPUs, or on N CPU processes.
 
     * GPUs (distributed): every BN becomes SyncBN (``cfg.sync_bn='torch'``).
-    * CPUs (distributed, e.g. ``dist_train.sh CONFIG 2`` here): torch's SyncBN has no
-      CPU kernel, so SyncBN becomes BN; the process group is created here with gloo,
-      because mmengine's launcher calls ``torch.cuda.set_device`` unconditionally; and
+    * CPUs (distributed, e.g. ``dist_train.sh CONFIG 2`` here, or a slurm step): torch's
+      SyncBN has no CPU kernel, so SyncBN becomes BN; the process group is created here
+      with gloo, because mmengine's launchers call ``torch.cuda.set_device``; and
       DDP gets ``device_ids=None`` as CPU modules require.
     * Single process: mmengine already reverts SyncBN to BN.
     Returns a short description for the log.
@@ -87,15 +91,18 @@ def configure_launch(cfg, launcher: str) -> str:
         return 'single process'
     if torch.cuda.is_available():
         cfg.setdefault('sync_bn', 'torch')
+        keep_norm_activations_in_sync_bn()
         return f'distributed on GPUs (sync_bn={cfg.sync_bn})'
     _replace_norm(cfg._cfg_dict if hasattr(cfg, '_cfg_dict') else cfg, 'SyncBN', 'BN')
     cfg.pop('sync_bn', None)
     env_cfg = cfg.setdefault('env_cfg', {})
     dist_cfg = env_cfg.setdefault('dist_cfg', {})
     dist_cfg['backend'] = 'gloo'
-    if launcher != 'pytorch':
+    if launcher == 'slurm':
+        _slurm_to_torch_env()
+    elif launcher != 'pytorch':
         raise UserError(f'launcher {launcher!r} needs GPUs here; on CPU use --launcher pytorch '
-                        '(tools/dist_train.sh does)')
+                        '(tools/dist_train.sh does) or slurm')
     if not torch_dist.is_initialized():
         torch_dist.init_process_group(backend='gloo')
     wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
@@ -104,6 +111,84 @@ def configure_launch(cfg, launcher: str) -> str:
     wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
     cfg.model_wrapper_cfg = wrapper
     return f'distributed on CPU with gloo (rank {os.environ.get("RANK")}/{os.environ.get("WORLD_SIZE")})'
+
+
+def sync_batchnorm_keeping_activations(module: torch.nn.Module, implementation: str = 'torch'):
+    """mmengine's SyncBN conversion, except that norm layers with a built-in activation stay whole.
+
+    mmengine rebuilds every ``_BatchNorm`` as a bare SyncBatchNorm, which silently drops the
+    activation that timm's ``BatchNormAct2d`` applies (ReXNet's blocks use it). timm's own
+    conversion turns those into ``SyncBatchNormAct`` and every other BN into torch's SyncBN.
+    """
+    if implementation != 'torch':
+        return _mmengine_convert_sync_batchnorm(module, implementation)
+    from timm.layers import convert_sync_batchnorm
+    return convert_sync_batchnorm(module)
+
+
+def keep_norm_activations_in_sync_bn() -> None:
+    """Make mmengine's runner convert BN to SyncBN with :func:`sync_batchnorm_keeping_activations`."""
+    import mmengine.runner.runner as runner_module
+    runner_module.convert_sync_batchnorm = sync_batchnorm_keeping_activations
+
+
+def _slurm_to_torch_env() -> None:
+    """What mmengine's slurm launcher derives from SLURM_*, for a CPU process group (its
+    own launcher calls torch.cuda.set_device)."""
+    try:
+        rank, world = int(os.environ['SLURM_PROCID']), int(os.environ['SLURM_NTASKS'])
+    except (KeyError, ValueError):
+        raise UserError('--launcher slurm outside a slurm job step (no SLURM_PROCID/SLURM_NTASKS); '
+                        'start it with tools/slurm_train.sh or srun') from None
+    os.environ.setdefault('RANK', str(rank))
+    os.environ.setdefault('WORLD_SIZE', str(world))
+    os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
+    if 'MASTER_ADDR' not in os.environ:
+        nodes = os.environ.get('SLURM_NODELIST', '127.0.0.1')
+        first = subprocess.run(['scontrol', 'show', 'hostname', nodes], capture_output=True, text=True) \
+            if shutil.which('scontrol') else None
+        os.environ['MASTER_ADDR'] = first.stdout.split()[0] if first and first.stdout.split() else '127.0.0.1'
+    os.environ.setdefault('MASTER_PORT', '29500')
+
+
+# ---- checkpoints the run reads -----------------------------------------------------
+def fetch_checkpoint(location: str, option: str, missing_hint: str = '') -> str:
+    """A checkpoint path or http(s) URL -> a local file. URLs are downloaded once into the
+    torch hub cache, checked; a failure is one line that says to pass a local file as ``option``."""
+    location = str(location)
+    if re.match(r'https?://', location):
+        return download(location, offline_hint=f'download it elsewhere and pass its local path as {option}')
+    if not os.path.isfile(location):
+        raise UserError(f'checkpoint not found: {location} ({missing_hint or "given as " + option})')
+    return location
+
+
+def pretrained_checkpoints(cfg, where: str = 'model'):
+    """(config key, checkpoint) of every ``init_cfg=dict(type='Pretrained', ...)`` in ``cfg``."""
+    if isinstance(cfg, dict):
+        init = cfg.get('init_cfg')
+        if isinstance(init, dict) and init.get('type') == 'Pretrained' and init.get('checkpoint'):
+            yield f'{where}.init_cfg.checkpoint', init['checkpoint']
+        for key, value in cfg.items():
+            if key != 'init_cfg':
+                yield from pretrained_checkpoints(value, f'{where}.{key}')
+    elif isinstance(cfg, (list, tuple)):
+        for index, value in enumerate(cfg):
+            yield from pretrained_checkpoints(value, f'{where}.{index}')
+
+
+def prepare_checkpoints(cfg, pretrained: bool = True,
+                        load_from_option: str = '--cfg-options load_from=PATH') -> None:
+    """Before the runner starts: fetch every checkpoint the run will read (once, so that N
+    processes find them cached), fail in one line on a missing one, and let ``load_from``
+    take mmdet 2.x / mmseg 0.x files (mm_common.legacy). ``pretrained=False`` skips the
+    init_cfg weights, which testing never loads."""
+    from mm_common.legacy import add_legacy_hook
+    for key, checkpoint in pretrained_checkpoints(cfg.get('model', {})) if pretrained else ():
+        fetch_checkpoint(checkpoint, f'--cfg-options {key}=PATH', missing_hint=MISSING_PRETRAINED_HINT)
+    if cfg.get('load_from'):
+        cfg.load_from = fetch_checkpoint(cfg.load_from, load_from_option)
+    add_legacy_hook(cfg)
 
 
 def build_runner(cfg, splits: Iterable[str]):

@@ -63,3 +63,32 @@ def test_one_line_drops_registry_prefixes():
     err = ValueError("class `MaskRCNN` in mmdet/models/detectors/mask_rcnn.py: class `RecNeXtBackbone` "
                      "in backbones/recnext.py: unknown RecNeXt arch 'm9'\nmore")
     assert one_line(err) == "unknown RecNeXt arch 'm9'"
+
+
+def test_sync_bn_conversion_keeps_timm_norm_activations():
+    """Multi-GPU runs convert BN to SyncBN; ReXNet's BatchNormAct2d must keep its activation."""
+    import mmengine.runner.runner as runner_module
+    from timm.layers import BatchNormAct2d
+    from timm.layers.norm_act import SyncBatchNormAct
+
+    from backbones import ReXNetBackbone
+    from mm_common.runtime import keep_norm_activations_in_sync_bn, sync_batchnorm_keeping_activations
+
+    torch.manual_seed(0)
+    backbone = ReXNetBackbone('1.0').eval()
+    norm_acts = sum(isinstance(m, BatchNormAct2d) for m in backbone.modules())
+    x = torch.randn(1, 3, 64, 80)
+    with torch.no_grad():
+        expected = backbone(x)
+        converted = sync_batchnorm_keeping_activations(backbone).eval()
+        got = converted(x)  # eval mode needs no process group
+    assert norm_acts > 0 and sum(isinstance(m, SyncBatchNormAct) for m in converted.modules()) == norm_acts
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in converted.modules())
+    assert all(torch.equal(a, b) for a, b in zip(expected, got))
+
+    original = runner_module.convert_sync_batchnorm
+    try:
+        keep_norm_activations_in_sync_bn()
+        assert runner_module.convert_sync_batchnorm is sync_batchnorm_keeping_activations
+    finally:
+        runner_module.convert_sync_batchnorm = original

@@ -10,21 +10,23 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mm_common.runtime import (UserError, build_runner, configure_launch,  # noqa: E402
-                               exit_code_of)
-from tools.train import load_config  # noqa: E402
+from tools.train import load_config  # noqa: E402  (first: it quiets third-party import noise)
+from mm_common.runtime import (build_runner, check_data_roots, configure_launch,  # noqa: E402
+                               exit_code_of, prepare_checkpoints)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test a detector or segmentor')
     parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file or URL; mmdet 2.x / mmseg 0.x files work too')
     parser.add_argument('--work-dir', help='where the test log goes (default: work_dirs/<config name>)')
     parser.add_argument('--out', help='dump raw predictions to this .pkl file')
     parser.add_argument('--show-dir', help='save every test image with its predictions drawn in this folder')
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    parser.add_argument('--check-only', action='store_true',
+                        help='check the config, data root and checkpoint (fetching a URL), then exit')
     return parser.parse_args(argv)
 
 
@@ -45,11 +47,14 @@ def draw_predictions(cfg, show_dir: str) -> None:
 
 
 def test(args) -> None:
-    if not osp.isfile(args.checkpoint):
-        raise UserError(f'checkpoint not found: {args.checkpoint}')
     cfg = load_config(args)
-    configure_launch(cfg, args.launcher)
     cfg.load_from = args.checkpoint
+    check_data_roots(cfg, ('test',))  # before any download
+    # URL -> hub cache; an mmdet 2.x / mmseg 0.x file is mapped as it loads (mm_common.legacy).
+    prepare_checkpoints(cfg, pretrained=False, load_from_option='CHECKPOINT')
+    if args.check_only:
+        return
+    configure_launch(cfg, args.launcher)
     if args.show_dir:
         draw_predictions(cfg, args.show_dir)
     runner = build_runner(cfg, ('test',))

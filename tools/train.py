@@ -10,11 +10,14 @@ The config's ``default_scope`` (mmdet or mmseg, from its ``_base_``) picks the t
 import argparse
 import os.path as osp
 import sys
+import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+# Printed by every process when mmengine imports setuptools' pkg_resources; nothing a user can act on.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API')
 
-from mm_common.runtime import (UserError, build_runner, configure_launch,  # noqa: E402
-                               exit_code_of, one_line)
+from mm_common.runtime import (UserError, build_runner, check_data_roots,  # noqa: E402
+                               configure_launch, exit_code_of, one_line, prepare_checkpoints)
 
 
 def parse_args(argv=None):
@@ -31,6 +34,9 @@ def parse_args(argv=None):
                         help='override config entries, e.g. train_cfg.max_epochs=1')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    parser.add_argument('--check-only', action='store_true',
+                        help='check the config, data roots and checkpoints (fetching URLs into the '
+                        'cache), then exit; the dist/slurm scripts run this once before starting')
     return parser.parse_args(argv)
 
 
@@ -56,6 +62,12 @@ def load_config(args):
 
 def train(args) -> None:
     cfg = load_config(args)
+    check_data_roots(cfg, ('train', 'val'))  # before any download
+    prepare_checkpoints(cfg)
+    if args.resume not in (None, 'auto') and not osp.isfile(args.resume):
+        raise UserError(f'checkpoint to resume not found: {args.resume}')
+    if args.check_only:
+        return
     how = configure_launch(cfg, args.launcher)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
@@ -65,8 +77,6 @@ def train(args) -> None:
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume:
-        if not osp.isfile(args.resume):
-            raise UserError(f'checkpoint to resume not found: {args.resume}')
         cfg.resume, cfg.load_from = True, args.resume
     runner = build_runner(cfg, ('train', 'val'))
     runner.logger.info(f'launch: {how}')

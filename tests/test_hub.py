@@ -1,0 +1,246 @@
+"""Published weights: timm pretrained=True, the configs' default init_cfg URLs, the checked
+cached download, and every URL against the published list. No network: a local HTTP server
+on 127.0.0.1 serves the files."""
+import dataclasses
+import hashlib
+import http.server
+import io
+import re
+import socket
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+from backbones import hub
+from backbones.recnext import RECNEXT_ARCHS, RecNeXtBackbone
+from conftest import ROOT
+
+# The published list, written out from the issue, independently of backbones/hub.py.
+RECNEXT = 'https://github.com/suous/RecNeXt/releases/download'
+REPNEXT = 'https://github.com/suous/RepNeXt/releases/download'
+PUBLISHED = {
+    *(f'{RECNEXT}/v1.0/recnext_m{i}_{kind}_300e.pth' for i in range(6) for kind in ('distill', 'without_distill')),
+    *(f'{RECNEXT}/v2.0/recnext_a{i}_{kind}_300e.pth' for i in range(6) for kind in ('distill', 'without_distill')),
+    *(f'{RECNEXT}/v1.0/recnext_m{i}_{task}.pth' for i in (3, 4, 5) for task in ('coco', 'ade20k')),
+    *(f'{RECNEXT}/v2.0/recnext_a{i}_{task}.pth' for i in (3, 4, 5) for task in ('coco', 'ade20k')),
+    *(f'{REPNEXT}/v1.0/repnext_m{i}_distill_300e.pth' for i in range(6)),
+    *(f'{REPNEXT}/v1.0/repnext_m{i}_{task}.pth' for i in (3, 4, 5) for task in ('coco', 'ade20k')),
+}
+URL_IN_TEXT = re.compile(r"https?://[^\s'\"()]+")
+
+
+class Server:
+    """Serves ``files`` (path -> bytes); ``/truncated/NAME`` promises more bytes than it sends."""
+
+    def __init__(self):
+        self.files, self.requests = {}, Counter()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests[self.path] += 1
+                truncated = self.path.startswith('/truncated/')
+                body = server.files.get(self.path.replace('/truncated', '', 1) if truncated else self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header('Content-Length', str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[:len(body) // 2] if truncated else body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.url = f'http://127.0.0.1:{self.httpd.server_address[1]}'
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def hub_dir(tmp_path, monkeypatch):
+    """An empty torch hub cache for this test."""
+    monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path / 'hub'))
+    return tmp_path / 'hub' / 'checkpoints'
+
+
+def torch_bytes(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def random_state(model: torch.nn.Module, seed: int) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    return {k: (torch.randn(v.shape, generator=generator) if v.is_floating_point() else v.clone())
+            for k, v in model.state_dict().items()}
+
+
+def serve_releases_from(server, monkeypatch, model='recnext_m0'):
+    """Point the release table, and the timm cfgs made from it, at the local server."""
+    from timm.models import _registry, generate_default_cfgs
+    from backbones.recnext import _cfg
+    for release in hub.RELEASES.values():
+        monkeypatch.setitem(release, 'base', release['base'].replace('https://github.com', server.url))
+    for name, default in generate_default_cfgs(hub.timm_release_cfgs([model], _cfg)).items():
+        for index, tag in enumerate(default.tags):
+            cfg = dataclasses.replace(default.cfgs[tag], architecture=name, tag=tag)
+            monkeypatch.setitem(_registry._model_pretrained_cfgs, f'{name}.{tag}', cfg)
+            if index == 0:
+                monkeypatch.setitem(_registry._model_pretrained_cfgs, name, cfg)
+
+
+@pytest.fixture(scope='module')
+def m0_releases():
+    """Two distinct recnext_m0 classifier releases, as the authors save them."""
+    model = timm.create_model('recnext_m0')
+    return {tag: random_state(model, seed) for seed, tag in enumerate(hub.CLASSIFIER_TAGS)}
+
+
+@pytest.mark.parametrize('name, tag', [('recnext_m0', 'dist_in1k'), ('recnext_m0.dist_in1k', 'dist_in1k'),
+                                       ('recnext_m0.in1k', 'in1k')])
+def test_pretrained_true_downloads_the_tagged_release_and_loads_it_strictly(
+        name, tag, m0_releases, server, hub_dir, monkeypatch):
+    serve_releases_from(server, monkeypatch)
+    for each_tag, state in m0_releases.items():
+        server.files[f'/suous/RecNeXt/releases/download/v1.0/recnext_m0_{hub.CLASSIFIER_TAGS[each_tag]}.pth'] = \
+            torch_bytes({'model': state})
+    model = timm.create_model(name, pretrained=True)
+    loaded = model.state_dict()
+    assert loaded.keys() == m0_releases[tag].keys()
+    assert all(torch.equal(loaded[k], m0_releases[tag][k]) for k in loaded)
+    assert model.pretrained_cfg['tag'] == tag
+    assert [p.name for p in hub_dir.iterdir()] == [f'recnext_m0_{hub.CLASSIFIER_TAGS[tag]}.pth']
+    assert sum(server.requests.values()) == 1
+
+
+def test_pretrained_release_with_a_missing_key_is_refused(m0_releases, server, hub_dir, monkeypatch):
+    serve_releases_from(server, monkeypatch)
+    state = dict(m0_releases['dist_in1k'])
+    state.pop('head.head_dist.linear.bias')
+    server.files['/suous/RecNeXt/releases/download/v1.0/recnext_m0_distill_300e.pth'] = torch_bytes({'model': state})
+    with pytest.raises(RuntimeError, match=r'Missing key\(s\).*head\.head_dist\.linear\.bias'):
+        timm.create_model('recnext_m0', pretrained=True)
+
+
+def test_pretrained_file_overlay_works_offline(m0_releases, tmp_path, hub_dir):
+    path = tmp_path / 'local.pth'
+    torch.save({'model': m0_releases['in1k']}, path)
+    model = timm.create_model('recnext_m0', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    assert torch.equal(model.state_dict()['stem.stem.0.conv.weight'], m0_releases['in1k']['stem.stem.0.conv.weight'])
+    assert not hub_dir.exists()
+
+
+def config_backbone(config: str) -> dict:
+    from mmengine.config import Config
+    pytest.importorskip('mmdet')
+    return Config.fromfile(str(ROOT / config)).model.backbone.to_dict()
+
+
+def test_config_default_url_downloads_once_and_is_cached(server, hub_dir, caplog):
+    backbone_cfg = config_backbone('configs/recnext_m3_coco.py')
+    url = backbone_cfg['init_cfg']['checkpoint']
+    assert url == f'{RECNEXT}/v1.0/recnext_m3_distill_300e.pth'
+    classifier = timm.create_model('recnext_m3')
+    release = random_state(classifier, seed=3)
+    path = url.replace('https://github.com', '')
+    server.files[path] = torch_bytes({'model': release})
+    backbone_cfg['init_cfg']['checkpoint'] = url.replace('https://github.com', server.url)
+    backbone_cfg.pop('type')
+    for _ in range(2):
+        backbone = RecNeXtBackbone(**backbone_cfg)
+        backbone.init_weights()
+        # the loader drops the classifier head and loads everything else
+        loaded = backbone.state_dict()
+        assert set(release) - set(loaded) == {k for k in release if k.startswith('head.')}
+        assert all(torch.equal(loaded[k], release[k]) for k in loaded)
+    assert server.requests[path] == 1
+    assert [p.name for p in hub_dir.iterdir()] == ['recnext_m3_distill_300e.pth']
+
+
+@pytest.mark.parametrize('failure', ['refused', 'truncated', '404'])
+def test_failed_download_is_one_line_and_leaves_no_cache_file(failure, server, hub_dir):
+    server.files['/x/recnext_m0_distill_300e.pth'] = torch_bytes({'model': {'w': torch.zeros(1000)}})
+    if failure == 'refused':
+        with socket.socket() as s:  # a port nobody listens on
+            s.bind(('127.0.0.1', 0))
+            url = f'http://127.0.0.1:{s.getsockname()[1]}/x/recnext_m0_distill_300e.pth'
+    else:
+        url = server.url + {'truncated': '/truncated/x/recnext_m0_distill_300e.pth', '404': '/x/missing.pth'}[failure]
+    with pytest.raises(hub.DownloadError) as raised:
+        RecNeXtBackbone('m0', init_cfg=dict(type='Pretrained', checkpoint=url)).init_weights()
+    message = str(raised.value)
+    assert '\n' not in message
+    assert message.startswith(f'cannot download {url}: ')
+    assert {'refused': 'refused', 'truncated': 'truncated', '404': 'HTTP error 404'}[failure] in message
+    assert message.endswith('offline: download it elsewhere and pass its path with --cfg-options '
+                            'model.backbone.init_cfg.checkpoint=PATH (or a file made by convert_to_backbone_weights)')
+    assert not hub_dir.exists() or list(hub_dir.iterdir()) == []
+
+
+def test_hash_in_the_file_name_is_checked(server, hub_dir):
+    body = torch_bytes({'w': torch.ones(3)})
+    digest = hashlib.sha256(body).hexdigest()
+    server.files[f'/w-{digest[:8]}.pth'] = body
+    server.files['/w-deadbeef.pth'] = body
+    assert Path(hub.download(f'{server.url}/w-{digest[:8]}.pth')).read_bytes() == body
+    with pytest.raises(hub.DownloadError, match=r'sha256 [0-9a-f]{8} does not match the deadbeef in its name'):
+        hub.download(f'{server.url}/w-deadbeef.pth')
+    assert sorted(p.name for p in hub_dir.iterdir()) == [f'w-{digest[:8]}.pth']
+
+
+def model_of(url: str) -> str:
+    return '_'.join(url.rsplit('/', 1)[1].split('_')[:2])
+
+
+def test_every_url_in_configs_and_timm_cfgs_is_published():
+    config_urls = {url for path in (ROOT / 'configs').rglob('*.py') for url in URL_IN_TEXT.findall(path.read_text())}
+    assert config_urls, 'no URL found in configs/'
+    assert config_urls <= PUBLISHED, sorted(config_urls - PUBLISHED)
+    timm_urls = {timm.models.get_pretrained_cfg(name).url
+                 for name in timm.list_pretrained('recnext_*') + timm.list_pretrained('repnext_*')}
+    assert timm_urls <= PUBLISHED, sorted(timm_urls - PUBLISHED)
+    # every published classifier of a registered model is reachable by a tag
+    registered = set(timm.list_models('recnext_*') + timm.list_models('repnext_*'))
+    expected = {url for url in PUBLISHED if url.endswith('_300e.pth') and model_of(url) in registered}
+    assert expected and expected <= timm_urls, sorted(expected - timm_urls)
+    # and the release table gives exactly the published files
+    table = {url for model in {m[:-1] + a for m in hub.RELEASES for a in hub.RELEASES[m]['classifiers']}
+             for url in [hub.classifier_url(model, tag) for tag in hub.CLASSIFIER_TAGS]
+             + [hub.downstream_url(model, task) for task in hub.DOWNSTREAM_TASKS] if url}
+    assert table == PUBLISHED
+
+
+def test_timm_cfgs_use_the_authors_eval_preprocessing():
+    cfg = timm.models.get_pretrained_cfg('recnext_m3.in1k')
+    assert (cfg.crop_pct, cfg.interpolation, cfg.input_size) == (0.875, 'bicubic', (3, 224, 224))
+    assert timm.models.get_pretrained_cfg('recnext_m3').tag == 'dist_in1k'
+    assert set(RECNEXT_ARCHS) == {name.split('.')[0][len('recnext_'):] for name in timm.list_pretrained('recnext_m*')}
+
+
+def test_readme_lists_every_published_downstream_checkpoint_with_its_metric():
+    readme = (ROOT / 'README.md').read_text()
+    readme_urls = set(re.findall(r'https://github\.com/suous/Re[cp]NeXt/releases/download/[^\s)`\'"]+', readme))
+    assert readme_urls <= PUBLISHED, sorted(readme_urls - PUBLISHED)
+    for (model, task), metric in hub.DOWNSTREAM_METRICS.items():
+        url = hub.downstream_url(model, task)
+        unit = 'box AP' if task == 'coco' else 'mIoU'
+        row = f'| [{model}_{task}]({url}) | `configs/{model}_{task}.py` | {metric} {unit} | ' \
+              f'`tools/dist_test.sh configs/{model}_{task}.py {url} 8` |'
+        assert row in readme, row

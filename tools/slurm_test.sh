@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Usage: [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...] \
+#        tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py args...]
+# CHECKPOINT: a path or URL; mmdet 2.x / mmseg 0.x checkpoints work too.
+# The config, data root and checkpoint are checked once, here, before srun.
+set -euo pipefail
+if [[ $# -lt 4 ]]; then
+  echo "usage: $0 PARTITION JOB_NAME CONFIG CHECKPOINT [test.py args...]" >&2; exit 2
+fi
+PARTITION=$1
+JOB_NAME=$2
+CONFIG=$3
+CHECKPOINT=$4
+shift 4
+source "$(dirname "${BASH_SOURCE[0]}")/launch_env.sh"
+GPUS=${GPUS:-8}
+GPUS_PER_NODE=${GPUS_PER_NODE:-$(( GPUS < 8 ? GPUS : 8 ))}
+CPUS_PER_TASK=${CPUS_PER_TASK:-5}
+check_count GPUS "$GPUS"; check_count GPUS_PER_NODE "$GPUS_PER_NODE"; check_count CPUS_PER_TASK "$CPUS_PER_TASK"
+"$PYTHON" "$ROOT/tools/test.py" "$CONFIG" "$CHECKPOINT" "$@" --check-only
+# shellcheck disable=SC2086
+exec srun -p "$PARTITION" --job-name="$JOB_NAME" --gres=gpu:"$GPUS_PER_NODE" --ntasks="$GPUS" \
+  --ntasks-per-node="$GPUS_PER_NODE" --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1 ${SRUN_ARGS:-} \
+  "$PYTHON" -u "$ROOT/tools/test.py" "$CONFIG" "$CHECKPOINT" --launcher slurm "$@"
