@@ -87,6 +87,7 @@ class MultiScaleBackbone(nn.Module):
             raise BackboneConfigError(
                 f"unknown {self.family} arch '{arch}': choose one of {', '.join(self.archs)}")
         self.arch = arch
+        self.in_channels = in_channels
         # Set before build(), which may construct the fused form directly (and say so).
         self.deploy = deploy
         self.fused = False

@@ -356,7 +356,7 @@ class RepNeXtBackbone(MultiScaleBackbone):
         if not (self.fused and _holds_training_form(checkpoint)):
             return super().load_pretrained(checkpoint, prefix)
         twin = RepNeXtBackbone(self.arch, single_kernel=self.single_kernel,
-                               in_channels=self.stem.stem[0].in_channels)
+                               in_channels=self.in_channels)
         result = twin.load_pretrained(checkpoint, prefix)
         self.load_state_dict(twin.eval().switch_to_deploy().state_dict())
         logger.info(f'{self.family}-{self.arch}: training-form weights collapsed into the deploy form')

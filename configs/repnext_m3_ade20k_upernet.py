@@ -3,29 +3,10 @@
 # wd 0.01 (the usual ConvNeXt/Swin UPerNet recipe). Batch: 8 GPUs x 2 img/GPU = 16.
 # Published: none for RepNeXt-M3 + UPerNet (its Semantic FPN: 40.6 mIoU).
 # Inference in the deploy form: see tools/reparameterize.py.
-_base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['segmentation'], allow_failed_imports=False)
+_base_ = './recnext_m3_ade20k_upernet.py'
 
 model = dict(
-    pretrained=None,  # the base's ResNet weights; ours come from init_cfg below
     backbone=dict(
-        _delete_=True,
         type='RepNeXt',
-        arch='m3',
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.1,
-        frozen_stages=-1,
-        norm_eval=False,
-        init_cfg=dict(type='Pretrained', checkpoint='https://github.com/suous/RepNeXt/releases/download/v1.0/repnext_m3_distill_300e.pth')),
-    decode_head=dict(in_channels=[64, 128, 256, 512]),
-    auxiliary_head=dict(in_channels=256))
-
-train_dataloader = dict(batch_size=2)
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=1500, end=160000),
-]
+        init_cfg=dict(
+            checkpoint='https://github.com/suous/RepNeXt/releases/download/v1.0/repnext_m3_distill_300e.pth')))

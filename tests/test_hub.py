@@ -17,6 +17,7 @@ import torch
 
 from backbones import hub
 from backbones.recnext import RECNEXT_ARCHS, RecNeXtBackbone
+from backbones.repnext import REPNEXT_ARCHS
 from conftest import ROOT
 
 # The published list, written out from the issue, independently of backbones/hub.py.
@@ -231,7 +232,9 @@ def test_timm_cfgs_use_the_authors_eval_preprocessing():
     cfg = timm.models.get_pretrained_cfg('recnext_m3.in1k')
     assert (cfg.crop_pct, cfg.interpolation, cfg.input_size) == (0.875, 'bicubic', (3, 224, 224))
     assert timm.models.get_pretrained_cfg('recnext_m3').tag == 'dist_in1k'
-    assert set(RECNEXT_ARCHS) == {name.split('.')[0][len('recnext_'):] for name in timm.list_pretrained('recnext_m*')}
+    released = {name.split('.')[0] for name in timm.list_pretrained('recnext_*') + timm.list_pretrained('repnext_*')}
+    assert released == {f'recnext_{arch}' for arch in RECNEXT_ARCHS} | {f'repnext_{arch}' for arch in REPNEXT_ARCHS}
+    assert timm.models.get_pretrained_cfg('repnext_m3').tag == 'dist_in1k'
 
 
 def test_readme_lists_every_published_downstream_checkpoint_with_its_metric():
