@@ -13,12 +13,4 @@ CONFIG=$3
 CHECKPOINT=$4
 shift 4
 source "$(dirname "${BASH_SOURCE[0]}")/launch_env.sh"
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-$(( GPUS < 8 ? GPUS : 8 ))}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-check_count GPUS "$GPUS"; check_count GPUS_PER_NODE "$GPUS_PER_NODE"; check_count CPUS_PER_TASK "$CPUS_PER_TASK"
-"$PYTHON" "$ROOT/tools/test.py" "$CONFIG" "$CHECKPOINT" "$@" --check-only
-# shellcheck disable=SC2086
-exec srun -p "$PARTITION" --job-name="$JOB_NAME" --gres=gpu:"$GPUS_PER_NODE" --ntasks="$GPUS" \
-  --ntasks-per-node="$GPUS_PER_NODE" --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1 ${SRUN_ARGS:-} \
-  "$PYTHON" -u "$ROOT/tools/test.py" "$CONFIG" "$CHECKPOINT" --launcher slurm "$@"
+slurm_run "$PARTITION" "$JOB_NAME" test.py 2 "$CONFIG" "$CHECKPOINT" "$@"

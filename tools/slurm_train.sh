@@ -16,13 +16,4 @@ if [[ $# -gt 0 && $1 != -* ]]; then
   WORK_DIR_ARGS=(--work-dir "$1"); shift
 fi
 source "$(dirname "${BASH_SOURCE[0]}")/launch_env.sh"
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-$(( GPUS < 8 ? GPUS : 8 ))}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-check_count GPUS "$GPUS"; check_count GPUS_PER_NODE "$GPUS_PER_NODE"; check_count CPUS_PER_TASK "$CPUS_PER_TASK"
-"$PYTHON" "$ROOT/tools/train.py" "$CONFIG" "${WORK_DIR_ARGS[@]}" "$@" --check-only
-# SRUN_ARGS is split on spaces on purpose (e.g. SRUN_ARGS="--quotatype=auto --time=2:00:00").
-# shellcheck disable=SC2086
-exec srun -p "$PARTITION" --job-name="$JOB_NAME" --gres=gpu:"$GPUS_PER_NODE" --ntasks="$GPUS" \
-  --ntasks-per-node="$GPUS_PER_NODE" --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1 ${SRUN_ARGS:-} \
-  "$PYTHON" -u "$ROOT/tools/train.py" "$CONFIG" "${WORK_DIR_ARGS[@]}" --launcher slurm "$@"
+slurm_run "$PARTITION" "$JOB_NAME" train.py $(( 1 + ${#WORK_DIR_ARGS[@]} )) "$CONFIG" "${WORK_DIR_ARGS[@]}" "$@"
