@@ -485,12 +485,18 @@ class RecNeXt(nn.Module):
 # inside the 1x1 convs instead of two extra passes over memory. Elsewhere (CUDA, fp16,
 # autograd) the same modules run plain PyTorch ops.
 
+# Read once: torch.compile cannot trace ``torch.backends.mkldnn.is_available``.
+_MKLDNN = torch.backends.mkldnn.is_available()
+
+
 def _onednn_fusion(x: torch.Tensor) -> bool:
     """True where oneDNN's fused conv kernels apply: CPU fp32 without autograd, in eager
-    mode (torch.compile fuses on its own, and better without these opaque kernels)."""
-    return (x.device.type == 'cpu' and x.dtype == torch.float32 and not torch.is_grad_enabled()
-            and torch.backends.mkldnn.is_available() and not torch.jit.is_scripting()
-            and not torch.compiler.is_compiling())
+    mode (torch.compile fuses on its own, and better without these opaque kernels).
+    The compile check comes first so that tracing never reaches the others."""
+    if torch.compiler.is_compiling() or torch.jit.is_scripting():
+        return False
+    return (_MKLDNN and x.device.type == 'cpu' and x.dtype == torch.float32
+            and not torch.is_grad_enabled())
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:

@@ -97,6 +97,25 @@ def test_deploy_form_equals_training_form_in_fp32_on_every_fast_path():
         assert (got - want).abs().max().item() <= 1e-4 * want.abs().max().item(), context
 
 
+def test_deploy_form_traces_as_one_graph_for_torch_compile():
+    """benchmark --compile: the fast path's eager-only checks must not break the graph."""
+    fused = timm.create_model('recnext_m0', num_classes=0).eval().fuse()
+    with torch.inference_mode():
+        explanation = torch._dynamo.explain(fused)(torch.randn(1, 3, 64, 64))
+    assert (explanation.graph_count, explanation.graph_break_count) == (1, 0), explanation.break_reasons
+
+
+def test_compile_deploy_times_the_compiled_deploy_form_beside_the_eager_training_form(monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch, 'compile', lambda model, **options: compiled.append(model) or model)
+    args = benchmark.parse_args(['--compile', 'deploy', '--devices', 'cpu', '--warmup', '0', '--repeats', '1'])
+    (row,) = benchmark.benchmark_speed('recnext_m0', torch.device('cpu'), [(1, 32, 32)], args)
+    assert row['compiled'] == 'deploy' and len(compiled) == 1
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in compiled[0].modules())  # the fused form
+    assert benchmark.parse_args(['--compile']).compile == 'both'
+    assert 'deploy-compiled' in benchmark.format_speed_row(row)
+
+
 def test_detector_training_step_beside_resnet50(capsys):
     pytest.importorskip('mmdet')
     pytest.importorskip('mmseg')

@@ -5,6 +5,7 @@ and the cost of one detector / segmentor training step beside ResNet-50.
     benchmark --models recnext_m3 'repnext_*' resnet50 --shapes 8x224x224
     benchmark --no-speed --markdown             # the README's model-zoo table
     benchmark --models recnext_m3 --train-step configs/recnext_m3_coco.py configs/recnext_m3_ade20k.py
+    benchmark --models recnext_m3 --shapes 8x224x224 --compile deploy   # compiled deploy vs eager training
     benchmark --json results.json
 
 Params are counted on the deploy form (``model.fuse()`` where the model has one), the
@@ -249,8 +250,9 @@ def benchmark_speed(name: str, device: torch.device, shapes, args) -> List[dict]
         model.to(device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
-        if args.compile:
-            forms[name_form] = torch.compile(model)
+        if args.compile == 'both' or (args.compile == 'deploy' and name_form == 'deploy'):
+            # Inference only, so parameters are frozen as constants: conv weights are prepacked once.
+            forms[name_form] = torch.compile(model, options=dict(freezing=True))
     for batch, height, width in shapes:
         x = torch.randn(batch, 3, height, width, device=device)
         if channels_last:
@@ -279,7 +281,8 @@ def benchmark_speed(name: str, device: torch.device, shapes, args) -> List[dict]
 def format_speed_row(row: dict) -> str:
     flags = [f"{row['threads']}t" if row['device'] == 'cpu' else '',
              'cpu-time' if row['clock'] == 'process' else '', 'amp' if row['amp'] else '',
-             'cl' if row['channels_last'] else '', 'compiled' if row['compiled'] else '']
+             'cl' if row['channels_last'] else '',
+             {'both': 'compiled', 'deploy': 'deploy-compiled'}.get(row['compiled'], '')]
     where = ' '.join([row['device']] + [flag for flag in flags if flag])
     parts = [f"{row['model']:<14} {where:<15} {row['batch']}x{row['height']}x{row['width']:<5}"]
     for form in ('train', 'deploy'):
@@ -472,7 +475,10 @@ def parse_args(argv=None):
     parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto',
                         help='convert models and inputs (auto: on CUDA only; the CPU deploy forms '
                              'choose their own layout)')
-    parser.add_argument('--compile', action='store_true', help='time torch.compile(model)')
+    parser.add_argument('--compile', nargs='?', const='both', choices=['both', 'deploy'],
+                        help="time torch.compile(model) (weights frozen, as for inference); "
+                             "'--compile deploy' compiles the deploy form only, against the eager "
+                             "training form (the authors' code)")
     parser.add_argument('--no-speed', action='store_true', help='params and MACs only')
     parser.add_argument('--train-step', nargs='+', default=[], metavar='CONFIG',
                         help='also time one training step of these detector/segmentor configs beside ResNet-50')
