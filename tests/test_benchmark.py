@@ -5,6 +5,7 @@ import json
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tools import benchmark
@@ -114,6 +115,36 @@ def test_compile_deploy_times_the_compiled_deploy_form_beside_the_eager_training
     assert not any(isinstance(m, nn.BatchNorm2d) for m in compiled[0].modules())  # the fused form
     assert benchmark.parse_args(['--compile']).compile == 'both'
     assert 'deploy-compiled' in benchmark.format_speed_row(row)
+
+
+@pytest.mark.parametrize('conv', [
+    nn.Conv2d(8, 16, 7, stride=2, padding=3, groups=8, bias=False),  # two outputs per channel
+    nn.Conv2d(8, 8, 5, padding=2, groups=8),                          # depthwise
+    nn.Conv2d(8, 12, 1),                                              # 1x1: also a GEMM
+    nn.GELU()])
+def test_floor_kernels_compute_the_op_they_stand_for(conv):
+    x = torch.randn(2, 8, 9, 11)
+    with torch.inference_mode():
+        want = F.gelu(x) if isinstance(conv, nn.GELU) else F.conv2d(
+            x, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+        for name, kernel in benchmark.bare_kernels(conv, x).items():
+            got = kernel()
+            got = got.to_dense() if got.is_mkldnn else got
+            if name == 'GEMM':
+                got = got.reshape(2, 9, 11, -1).permute(0, 3, 1, 2)
+            assert torch.allclose(got, want, atol=1e-5), name
+    if isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1):
+        assert 'GEMM' in benchmark.bare_kernels(conv, x)
+
+
+def test_floor_bounds_the_deploy_speedup_from_the_same_rounds(capsys):
+    args = benchmark.parse_args(['--devices', 'cpu', '--warmup', '0', '--repeats', '2', '--floor'])
+    (row,) = benchmark.compute_floor('recnext_m0', [(1, 32, 32)], args)
+    assert set(row['floor_parts_ms']) == {'1x1 convs', 'other convs', 'GELU'}
+    assert row['floor_ms'] == pytest.approx(sum(row['floor_parts_ms'].values()), rel=0.5)
+    # 2 stem convs, and per block and downsample: depthwise convs and two 1x1 convs and a GELU.
+    assert sum(row['fastest_kernels'].values()) > 50 and row['speedup_bound'] > 0
+    assert 'no deploy form of these kernels beats' in capsys.readouterr().out
 
 
 def test_detector_training_step_beside_resnet50(capsys):
