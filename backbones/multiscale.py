@@ -55,7 +55,8 @@ class MultiScaleBackbone(nn.Module):
             stages (parameters get no gradient and their BN layers stay in eval mode).
         norm_eval: keep every BatchNorm (SyncBN included) in eval mode while training,
             i.e. use the pretrained statistics.
-        drop_path_rate: stochastic depth, rising linearly over the blocks.
+        drop_path_rate: stochastic depth, scheduled as the family's authors do: the same
+            rate in every RecNeXt block, rising linearly to it over the blocks elsewhere.
         deploy: inference form; BN is folded into the convs before the first forward
             (after the weights are loaded). Training a deploy model is refused.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL[, prefix=...])``.

@@ -378,8 +378,8 @@ def build_trunk(arch: str, in_chans: int = 3, drop_path_rate: float = 0.0, recco
     spec = RECNEXT_ARCHS[arch]
     options = recconv_options(recconv, spec.attention)
     dims, depths = spec.dims, spec.depths
-    # On the CPU even under a default-device context (e.g. 'meta'), so the rates can be read.
-    rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
+    # The authors give every block the same drop-path rate (no linear rise over depth).
+    rates = [drop_path_rate] * sum(depths)
     stages, info, start, in_channels = [], [], 0, dims[0]
     for index, (dim, depth) in enumerate(zip(dims, depths)):
         stages.append(Stage(spec, index, in_channels, rates[start:start + depth], options))
@@ -441,7 +441,8 @@ class RecNeXt(nn.Module):
                  distillation: bool = False, **trunk_kwargs):
         super().__init__()
         if drop_path_rate is None:
-            drop_path_rate = self.archs[arch][2]  # the ImageNet recipe's default
+            # The ImageNet recipe's default; the authors train the distilled models without.
+            drop_path_rate = 0.0 if distillation else self.archs[arch][2]
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.stem, self.stages, self.feature_info = self.build_trunk(arch, in_chans, drop_path_rate,

@@ -41,11 +41,16 @@ def test_published_checkpoint_loads_strict(tmp_path):
 
 
 def test_default_drop_path_follows_recipe():
-    def max_rate(model):
-        return max((m.drop_prob for m in model.modules() if hasattr(m, 'drop_prob')), default=0.0)
-    assert max_rate(timm.create_model('recnext_m3')) == 0.0
-    assert max_rate(timm.create_model('recnext_m4')) == pytest.approx(0.2)
-    assert max_rate(timm.create_model('recnext_m5')) == pytest.approx(0.3)
+    def rates(model):
+        return {round(block.drop_path.drop_prob, 6) if hasattr(block.drop_path, 'drop_prob') else 0.0
+                for stage in model.stages for block in stage.blocks}
+    with torch.device('meta'):
+        assert rates(timm.create_model('recnext_m3')) == {0.0}
+        # The authors' schedule: one rate for every block, and none for the distilled models.
+        assert rates(timm.create_model('recnext_m4')) == {0.2}
+        assert rates(timm.create_model('recnext_m5')) == {0.3}
+        assert rates(timm.create_model('recnext_m5', distillation=True)) == {0.0}
+        assert rates(RecNeXtBackbone('m3', drop_path_rate=0.1)) == {0.1}
 
 
 def test_timm_features_only_odd_input():
