@@ -158,6 +158,15 @@ def deploy_form(model: nn.Module) -> nn.Module:
     return model
 
 
+def both_forms(name: str) -> Tuple[nn.Module, nn.Module]:
+    """The training form (eval mode) and the deploy form of ``name``, with the same weights."""
+    torch.manual_seed(0)
+    train = timm.create_model(name).eval()
+    deploy = timm.create_model(name).eval()
+    deploy.load_state_dict(train.state_dict())
+    return train, deploy_form(deploy)
+
+
 # ---- timing ---------------------------------------------------------------------------
 def _sync(device: torch.device):
     if device.type == 'cuda':
@@ -239,12 +248,7 @@ def summarise(times: List[float], batch: int) -> dict:
 
 def benchmark_speed(name: str, device: torch.device, shapes, args) -> List[dict]:
     """Throughput and peak memory of the training and deploy forms at each input shape."""
-    torch.manual_seed(0)
-    train = timm.create_model(name).eval()
-    deploy = timm.create_model(name).eval()
-    deploy.load_state_dict(train.state_dict())
-    deploy = deploy_form(deploy)
-    forms = {'train': train, 'deploy': deploy}
+    forms = dict(zip(('train', 'deploy'), both_forms(name)))
     amp = device.type == 'cuda' and not args.no_amp
     channels_last = args.channels_last == 'on' or (args.channels_last == 'auto' and device.type == 'cuda')
     rows = []
@@ -370,11 +374,7 @@ def compute_floor(name: str, shapes, args) -> List[dict]:
     Element-wise adds, resizes and layout changes count as free, so no deploy form made of
     these kernels beats the floor: ``train / floor`` (median over rounds) bounds its speed-up.
     """
-    torch.manual_seed(0)
-    train = timm.create_model(name).eval()
-    deploy = timm.create_model(name).eval()
-    deploy.load_state_dict(train.state_dict())
-    deploy = deploy_form(deploy)
+    train, deploy = both_forms(name)
     device, now = torch.device('cpu'), CLOCKS[args.clock]
     rows = []
     for batch, height, width in shapes:
