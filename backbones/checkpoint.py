@@ -12,13 +12,15 @@ from typing import Dict, Iterable, Optional, Tuple
 
 import torch
 
+from .errors import UserError
+
 # Wrappers that published checkpoints put around the weights, in the order we prefer them.
 WRAPPER_KEYS = ('state_dict', 'model', 'model_ema', 'module')
 # Prefixes added by DataParallel/DDP or by mm's detector wrappers.
 STRIP_PREFIXES = ('module.', 'backbone.')
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A user-facing problem with a checkpoint file; its message is one line."""
 
 

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._fusion import fuse_modules
+from .errors import UserError
 from .hub import MISSING_PRETRAINED_HINT, download
 from .checkpoint import (CheckpointError, describe_shape_mismatch, load_checkpoint_file,
                          shape_mismatches, split_keys, under_prefix, unwrap_state_dict)
@@ -28,7 +29,7 @@ from .checkpoint import (CheckpointError, describe_shape_mismatch, load_checkpoi
 logger = logging.getLogger('backbones')
 
 
-class BackboneConfigError(ValueError):
+class BackboneConfigError(UserError, ValueError):
     """A user-facing problem with backbone arguments; its message is one line."""
 
 

@@ -4,7 +4,7 @@
 # stage-wise lr decay 0.9 (12 layers), drop path 0.4. Batch: 8 GPUs x 2 img/GPU = 16.
 # Published (Oriented1D, mmseg 0.x): 50.7 mIoU (multi-scale).
 _base_ = 'mmseg::convnext/convnext-base_upernet_8xb2-amp-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['segmentation'], allow_failed_imports=False)
+custom_imports = dict(imports=['mm_efficient_backbones.segmentation'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(

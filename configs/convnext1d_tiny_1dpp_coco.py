@@ -4,7 +4,7 @@
 # Batch: 8 GPUs x 2 img/GPU; AdamW lr 2e-4, wd 0.05, layer-wise lr decay 0.7 over 6 layers, drop path 0.4.
 # Published (Oriented1D, mmdet 2.x): 51.3 box AP / 44.5 mask AP.
 _base_ = 'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
-custom_imports = dict(imports=['detection'], allow_failed_imports=False)
+custom_imports = dict(imports=['mm_efficient_backbones.detection'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(

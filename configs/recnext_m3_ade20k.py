@@ -8,7 +8,7 @@
 # Pretrained: the authors' ImageNet release, downloaded once into the torch hub cache (the
 # loader drops the classifier); offline: --cfg-options model.backbone.init_cfg.checkpoint=PATH.
 _base_ = 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'  # schedule overridden below
-custom_imports = dict(imports=['segmentation'], allow_failed_imports=False)
+custom_imports = dict(imports=['mm_efficient_backbones.segmentation'], allow_failed_imports=False)
 
 model = dict(
     pretrained=None,  # the base's ResNet weights; ours come from init_cfg below

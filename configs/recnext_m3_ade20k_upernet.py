@@ -3,7 +3,7 @@
 # wd 0.01 (the usual ConvNeXt/Swin UPerNet recipe). Batch: 8 GPUs x 2 img/GPU = 16.
 # Published: none for RecNeXt-M3 + UPerNet; expect about +1-2 mIoU over Semantic FPN.
 _base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['segmentation'], allow_failed_imports=False)
+custom_imports = dict(imports=['mm_efficient_backbones.segmentation'], allow_failed_imports=False)
 
 model = dict(
     pretrained=None,  # the base's ResNet weights; ours come from init_cfg below

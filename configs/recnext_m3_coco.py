@@ -5,7 +5,7 @@
 # Data as in the published run (the base already matches it): RGB, ImageNet mean/std,
 # test at (1333, 800) keep-ratio, padded to multiples of 32, no flip.
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['detection'], allow_failed_imports=False)
+custom_imports = dict(imports=['mm_efficient_backbones.detection'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(

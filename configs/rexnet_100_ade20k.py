@@ -4,7 +4,7 @@
 # Batch: 8 GPUs x 4 img/GPU (SyncBN across GPUs).
 # Published: none (the ReXNet paper reports no ADE20K result).
 _base_ = 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'  # schedule overridden below
-custom_imports = dict(imports=['segmentation'], allow_failed_imports=False)
+custom_imports = dict(imports=['mm_efficient_backbones.segmentation'], allow_failed_imports=False)
 
 
 model = dict(

@@ -6,7 +6,7 @@
 # Published (clovaai/rexnet README, val2017): ReXNet-1.0 38.9 box AP / 35.4 mask AP
 # (ReXNet-2.2: 42.0 / 37.8).
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['detection'], allow_failed_imports=False)
+custom_imports = dict(imports=['mm_efficient_backbones.detection'], allow_failed_imports=False)
 
 
 image_scale = (1200, 800)

@@ -5,7 +5,7 @@
 # does not state its optimizer). BN statistics stay at their ImageNet values (norm_eval).
 # Published (clovaai/rexnet README, val2017): ReXNet-1.0 38.5 box AP (ReXNet-2.2: 41.5).
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['detection'], allow_failed_imports=False)
+custom_imports = dict(imports=['mm_efficient_backbones.detection'], allow_failed_imports=False)
 
 
 image_scale = (1200, 800)

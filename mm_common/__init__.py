@@ -4,7 +4,7 @@ import logging
 
 from mmengine.logging import print_log
 
-import backbones
+from mm_efficient_backbones import backbones
 
 
 class _MMLogBridge(logging.Handler):

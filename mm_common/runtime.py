@@ -5,31 +5,16 @@ import pickle
 import re
 import shutil
 import subprocess
-import sys
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import torch
 import torch.distributed as torch_dist
 from mmengine.model import convert_sync_batchnorm as _mmengine_convert_sync_batchnorm
 
-from backbones import BackboneConfigError, CheckpointError
-from backbones.hub import MISSING_PRETRAINED_HINT, download
-
-
-class UserError(Exception):
-    """Bad input from the command line or the config; printed as one line."""
-
-
-# Errors whose message is written for the user; tools print them without a traceback.
-USER_ERRORS = (UserError, BackboneConfigError, CheckpointError)
-
-
-def one_line(err: BaseException) -> str:
-    """The message of ``err`` without the "class `X` in module.py: " prefixes that
-    mmengine's registry adds for each level of nested builds."""
-    message = re.sub(r'(class `\w+` in [\w./-]+: )+', '', str(err))
-    return message.strip().splitlines()[0] if message.strip() else type(err).__name__
+# Re-exported for the mm tools: one user-error class and one exit path for every tool.
+from mm_efficient_backbones.backbones.errors import UserError, exit_code_of, one_line  # noqa: F401
+from mm_efficient_backbones.backbones.hub import MISSING_PRETRAINED_HINT, download
 
 
 def _history_buffer_method(owner, name: str):
@@ -183,7 +168,7 @@ def prepare_checkpoints(cfg, pretrained: bool = True,
     processes find them cached), fail in one line on a missing one, and let ``load_from``
     take mmdet 2.x / mmseg 0.x files (mm_common.legacy). ``pretrained=False`` skips the
     init_cfg weights, which testing never loads."""
-    from mm_common.legacy import add_legacy_hook
+    from mm_efficient_backbones.mm_common.legacy import add_legacy_hook
     for key, checkpoint in pretrained_checkpoints(cfg.get('model', {})) if pretrained else ():
         fetch_checkpoint(checkpoint, f'--cfg-options {key}=PATH', missing_hint=MISSING_PRETRAINED_HINT)
     if cfg.get('load_from'):
@@ -198,16 +183,6 @@ def build_runner(cfg, splits: Iterable[str]):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-
-
-def exit_code_of(job: Callable[[], None]) -> int:
-    """Run a tool's job: 0 when it succeeds, 2 with one ``error:`` line for bad input."""
-    try:
-        job()
-    except USER_ERRORS as err:
-        print(f'error: {one_line(err)}', file=sys.stderr)
-        return 2
-    return 0
 
 
 def check_data_roots(cfg, splits: Iterable[str]) -> None:

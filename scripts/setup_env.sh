@@ -119,7 +119,7 @@ step "checking the stack"
 "$PY" - <<'PYEOF'
 import torch, mmcv, mmengine, mmdet, mmseg, timm
 from mmcv.ops import nms, RoIAlign  # fails if mmcv was built without ops
-import backbones
+from mm_efficient_backbones import backbones
 print(f"    torch {torch.__version__}, mmcv {mmcv.__version__} (ops ok), mmengine {mmengine.__version__}, "
       f"mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, timm {timm.__version__}, cuda={torch.cuda.is_available()}")
 PYEOF

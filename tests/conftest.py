@@ -7,7 +7,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / 'shared'
 REFERENCE_KEYS = SHARED / 'data' / 'reference_keys'
-sys.path.insert(0, str(ROOT))
 # Keep each test process to the machine's cores without oversubscription.
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 
@@ -27,7 +26,7 @@ def reference_shapes(name: str) -> dict:
 @pytest.fixture(scope='session')
 def demo_data(tmp_path_factory):
     """The demo sets, generated once per session into a temp folder."""
-    from tools.make_demo_data import main as make_demo_data
+    from mm_efficient_backbones.tools.make_demo_data import main as make_demo_data
     out = tmp_path_factory.mktemp('demo')
     make_demo_data(['--out', str(out), '--seed', '0'])
     return out

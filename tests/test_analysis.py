@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from tools.analysis import erf as erf_tool
-from tools.analysis import feature_maps as fm_tool
-from tools.analysis.common import DPI
+from mm_efficient_backbones.tools.analysis import erf as erf_tool
+from mm_efficient_backbones.tools.analysis import feature_maps as fm_tool
+from mm_efficient_backbones.tools.analysis.common import DPI
 
 
 # ---- ERF method ---------------------------------------------------------------------
@@ -63,7 +63,7 @@ def test_centred_window_covers_the_whole_image_at_most():
 
 # ---- feature-map defaults ---------------------------------------------------------------
 def test_default_maps_of_recnext_are_the_recursion_levels():
-    from tools.analysis.common import build_model
+    from mm_efficient_backbones.tools.analysis.common import build_model
     model = build_model('recnext_m0').module
     maps = fm_tool.default_maps(model, torch.randn(1, 3, 64, 64))
     # The last block of the first stage (level 4) at 64 / 4 = 16 pixels, coarsest first.
@@ -146,7 +146,7 @@ def test_default_maps_fall_back_to_the_stage_outputs():
 
 
 def test_stage_output_of_a_timm_model_uses_its_classifier_weights():
-    from tools.analysis.common import build_model
+    from mm_efficient_backbones.tools.analysis.common import build_model
     model = build_model('resnet10t')  # random init: features_only must get the same weights
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -243,10 +243,10 @@ def demo_checkpoints(tmp_path_factory):
         cfg = Config.fromfile(str(ROOT / config))
         with DefaultScope.overwrite_default_scope(cfg.default_scope):
             if task == 'det':
-                import detection  # noqa: F401
+                from mm_efficient_backbones import detection  # noqa: F401
                 from mmdet.registry import MODELS
             else:
-                import segmentation  # noqa: F401
+                from mm_efficient_backbones import segmentation  # noqa: F401
                 from mmseg.registry import MODELS
             torch.manual_seed(0)
             model = MODELS.build(cfg.model)
@@ -258,7 +258,7 @@ def demo_checkpoints(tmp_path_factory):
 
 @pytest.mark.parametrize('task', DEMO_CONFIGS)
 def test_infer_draws_predictions_on_images(demo_data, demo_checkpoints, tmp_path, task, capsys):
-    from tools import infer
+    from mm_efficient_backbones.tools import infer
     images = tmp_path / 'images'
     images.mkdir()
     for source in demo_val_images(demo_data, task)[:2]:
@@ -297,7 +297,7 @@ def test_show_dir_writes_one_image_per_test_image(demo_data, demo_checkpoints, t
     (lambda tmp: tmp / 'missing.jpg', 'error: no such image or folder: {tmp}/missing.jpg'),
 ])
 def test_infer_bad_input_is_one_line(tmp_path, capsys, make_input, message):
-    from tools import infer
+    from mm_efficient_backbones.tools import infer
     checkpoint = tmp_path / 'model.pth'
     checkpoint.write_bytes(b'')
     code = infer.main([DEMO_CONFIGS['det'], str(checkpoint), str(make_input(tmp_path))])
@@ -314,7 +314,7 @@ STAGE_2_OF = {  # the classifier's own way to stage 2
 @pytest.mark.parametrize('name, key', [('recnext_m0', 'stem.stem.0.conv.weight'), ('resnet10t', 'conv1.0.weight')])
 def test_checkpoint_is_loaded_for_our_models_and_timm_models(tmp_path, name, key):
     import timm
-    from tools.analysis.common import build_model
+    from mm_efficient_backbones.tools.analysis.common import build_model
     torch.manual_seed(1)
     classifier = timm.create_model(name)
     path = tmp_path / f'{name}.pth'

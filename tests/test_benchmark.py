@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tools import benchmark
+from mm_efficient_backbones.tools import benchmark
 
 
 def plain_conv_net() -> nn.Module:

@@ -13,10 +13,10 @@ import timm
 import torch
 from torch import nn
 
-from backbones import FAMILY_KEY_SIGNATURES, MODEL_TO_BACKBONE, RecNeXtBackbone
-from backbones.multiscale import MultiScaleBackbone
+from mm_efficient_backbones.backbones import FAMILY_KEY_SIGNATURES, MODEL_TO_BACKBONE, RecNeXtBackbone
+from mm_efficient_backbones.backbones.multiscale import MultiScaleBackbone
 from conftest import ROOT, reference_shapes
-from tools import convert_to_backbone_weights as convert
+from mm_efficient_backbones.tools import convert_to_backbone_weights as convert
 
 SCRIPT = ROOT / 'tools' / 'convert_to_backbone_weights.py'
 INPUT = (1, 3, 64, 96)
@@ -198,7 +198,7 @@ def test_script_runs_from_any_directory(tmp_path):
 def test_console_script_points_at_main():
     scripts = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['scripts']
     module, func = scripts['convert_to_backbone_weights'].split(':')
-    assert module == 'tools.convert_to_backbone_weights' and getattr(convert, func) is convert.main
+    assert module == 'mm_efficient_backbones.tools.convert_to_backbone_weights' and getattr(convert, func) is convert.main
 
 
 def test_family_rules_come_from_the_backbone_class():

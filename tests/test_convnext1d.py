@@ -5,10 +5,10 @@ import timm
 import torch
 import torch.nn.functional as F
 
-import backbones
-from backbones import MODEL_TO_BACKBONE, BackboneConfigError, ConvNeXt1DBackbone
-from backbones.convnext1d import CLASSIFIER_KERNELS, DOWNSTREAM_KERNELS, ConvNeXt1D
-from backbones.oriented_conv import OrientedConv1d
+from mm_efficient_backbones import backbones
+from mm_efficient_backbones.backbones import MODEL_TO_BACKBONE, BackboneConfigError, ConvNeXt1DBackbone
+from mm_efficient_backbones.backbones.convnext1d import CLASSIFIER_KERNELS, DOWNSTREAM_KERNELS, ConvNeXt1D
+from mm_efficient_backbones.backbones.oriented_conv import OrientedConv1d
 from conftest import assert_matches_reference, load_reference, reference_shapes, set_reference_weights
 
 VARIANTS = ['1d', '1dpp', '2d', '2dpp']
@@ -89,7 +89,7 @@ def test_backbone_arguments():
 def test_cropping_equals_zeroing_the_taps_outside_the_window(variant):
     """Converting a classifier (the converter's own fit/crop steps) gives the backbone the
     function of the classifier whose oriented taps beyond the downstream kernel are zeroed."""
-    from tools.convert_to_backbone_weights import FamilyRules, apply_fit, check_fit, plan_fit, resolve_target
+    from mm_efficient_backbones.tools.convert_to_backbone_weights import FamilyRules, apply_fit, check_fit, plan_fit, resolve_target
     torch.manual_seed(0)
     classifier = ConvNeXt1D('demo', variant=variant).eval()
     backbone = ConvNeXt1DBackbone('demo', variant=variant).eval()
@@ -119,7 +119,7 @@ def test_cropping_equals_zeroing_the_taps_outside_the_window(variant):
 
 
 def test_converter_resolves_oriented1d_spelling():
-    from tools.convert_to_backbone_weights import parse_args, resolve_target
+    from mm_efficient_backbones.tools.convert_to_backbone_weights import parse_args, resolve_target
     args = parse_args(['--model', 'convnext_tiny', '--variant', '1d', '--checkpoint', 'x.pth', '--output_dir', 'o'])
     target = resolve_target(args.model)
     assert args.model == 'convnext_tiny_1d' and target.family == 'ConvNeXt1D' and target.arch == 'tiny'
@@ -133,7 +133,7 @@ def test_converter_resolves_oriented1d_spelling():
 
 def test_converter_cli_model_ema(tmp_path, capsys):
     """The Oriented1D command line on a {'model', 'model_ema'} release, with --verify."""
-    from tools.convert_to_backbone_weights import main
+    from mm_efficient_backbones.tools.convert_to_backbone_weights import main
     model = timm.create_model('convnext_tiny_1d')
     ema = {k: v + 1 if k.endswith('gamma') else v for k, v in model.state_dict().items()}
     torch.save({'model': model.state_dict(), 'model_ema': ema}, tmp_path / 'convnext_tiny_1d_best_ema.pth')
@@ -225,7 +225,7 @@ def test_demo_training_iteration_mmseg(demo_data, tmp_path):
 
 
 def test_family_is_registered():
-    from backbones.multiscale import guess_family
+    from mm_efficient_backbones.backbones.multiscale import guess_family
     assert backbones.MM_BACKBONES['ConvNeXt1D'] is ConvNeXt1DBackbone
     with torch.device('meta'):
         assert guess_family(ConvNeXt1D('demo', variant='2d').state_dict()) == 'ConvNeXt1D'

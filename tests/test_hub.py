@@ -15,9 +15,9 @@ import pytest
 import timm
 import torch
 
-from backbones import hub
-from backbones.recnext import RECNEXT_ARCHS, RecNeXtBackbone
-from backbones.repnext import REPNEXT_ARCHS
+from mm_efficient_backbones.backbones import hub
+from mm_efficient_backbones.backbones.recnext import RECNEXT_ARCHS, RecNeXtBackbone
+from mm_efficient_backbones.backbones.repnext import REPNEXT_ARCHS
 from conftest import ROOT
 
 # The published list, written out from the issue, independently of backbones/hub.py.
@@ -96,7 +96,7 @@ def random_state(model: torch.nn.Module, seed: int) -> dict:
 def serve_releases_from(server, monkeypatch, model='recnext_m0'):
     """Point the release table, and the timm cfgs made from it, at the local server."""
     from timm.models import _registry, generate_default_cfgs
-    from backbones.recnext import _cfg
+    from mm_efficient_backbones.backbones.recnext import _cfg
     for release in hub.RELEASES.values():
         monkeypatch.setitem(release, 'base', release['base'].replace('https://github.com', server.url))
     for name, default in generate_default_cfgs(hub.timm_release_cfgs([model], _cfg)).items():

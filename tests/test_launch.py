@@ -107,7 +107,7 @@ def test_slurm_train_and_test_through_srun(demo_data, tmp_path):
 def test_slurm_launcher_outside_a_job_is_one_line(monkeypatch):
     import torch
     from mmengine.config import Config
-    from mm_common.runtime import UserError, configure_launch
+    from mm_efficient_backbones.mm_common.runtime import UserError, configure_launch
     if torch.cuda.is_available():
         pytest.skip("on GPUs mmengine's own slurm launcher runs")
     for key in [k for k in os.environ if k.startswith('SLURM_')]:

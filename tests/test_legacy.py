@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from mm_common.legacy import convert_legacy_checkpoint, legacy_origin
+from mm_efficient_backbones.mm_common.legacy import convert_legacy_checkpoint, legacy_origin
 from test_hub import Server
 from test_mm import DET_DEMO, SEG_DEMO, demo_options, run_tool
 
@@ -51,10 +51,10 @@ def build_demo_weights(task: str):
     cfg = Config.fromfile(str(ROOT / CONFIGS[task]))
     init_default_scope(cfg.default_scope)
     if task == 'det':
-        import detection  # noqa: F401
+        from mm_efficient_backbones import detection  # noqa: F401
         from mmdet.registry import MODELS
     else:
-        import segmentation  # noqa: F401
+        from mm_efficient_backbones import segmentation  # noqa: F401
         from mmseg.registry import MODELS
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
@@ -79,7 +79,7 @@ def same(a, b) -> bool:
 def start_test(task, checkpoint, work, demo_data, env_extra=None) -> subprocess.Popen:
     """tools/test.py as users run it, dumping its predictions; started, not awaited.
     Its output goes to files (two pipes read one after the other could fill and block)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1', **(env_extra or {}))
+    env = dict(os.environ, OMP_NUM_THREADS='1', **(env_extra or {}))
     with open(f'{work}.out', 'w') as out, open(f'{work}.err', 'w') as err:
         return subprocess.Popen(
             [sys.executable, 'tools/test.py', CONFIGS[task], str(checkpoint), '--work-dir', str(work),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.log_results import format_percent, main, read_records, read_runs
+from mm_efficient_backbones.tools.log_results import format_percent, main, read_records, read_runs
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = (Path(__file__).resolve().parents[2]
@@ -370,7 +370,7 @@ def test_plot_is_written(capsys, tmp_path):
 
 @pytest.mark.parametrize('command', [
     [sys.executable, 'tools/log_results.py'],
-    [sys.executable, '-m', 'tools.log_results'],
+    [sys.executable, '-m', 'mm_efficient_backbones.tools.log_results'],
 ])
 def test_runs_as_script_and_module(command, tmp_path):
     ok = subprocess.run(command + [str(MMSEG_LOG)], cwd=REPO,
@@ -384,5 +384,5 @@ def test_runs_as_script_and_module(command, tmp_path):
 
 def test_console_script_entry_point_returns_the_exit_code():
     pyproject = (REPO / 'pyproject.toml').read_text()
-    assert 'log-results = "tools.log_results:main"' in pyproject
+    assert 'log-results = "mm_efficient_backbones.tools.log_results:main"' in pyproject
     assert main([str(MMSEG_LOG)]) == 0

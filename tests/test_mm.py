@@ -18,7 +18,7 @@ SEG_DEMO = 'configs/demo/recnext_m0_demo_ade.py'
 
 def run_tool(*args, timeout=900, env_extra=None):
     """Run a tools/ entry point as users do, from the repo root."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1', **(env_extra or {}))
+    env = dict(os.environ, OMP_NUM_THREADS='1', **(env_extra or {}))
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -57,13 +57,13 @@ def test_config_loads_and_builds(config):
     cfg = Config.fromfile(str(ROOT / config))
     init_default_scope(cfg.default_scope)
     if cfg.default_scope == 'mmdet':
-        import detection  # noqa: F401
+        from mm_efficient_backbones import detection  # noqa: F401
         from mmdet.registry import MODELS
     else:
-        import segmentation  # noqa: F401
+        from mm_efficient_backbones import segmentation  # noqa: F401
         from mmseg.registry import MODELS
     cfg.model.backbone.init_cfg = None  # the released weights are not downloaded in tests
-    import backbones
+    from mm_efficient_backbones import backbones
     # ConvNeXt-B detectors are ~150M parameters: their structure is checked on the meta device only.
     on_meta = cfg.model.backbone.get('arch') == 'base'
     with torch.device('meta' if on_meta else 'cpu'):
@@ -197,7 +197,7 @@ def test_checkpoint_with_no_matching_keys_is_one_line(demo_data, tmp_path):
 def test_pretrained_classifier_release_loads_and_is_logged(demo_data, tmp_path):
     """init_cfg takes a raw {'model': ...} release; the report lands in the run's log."""
     import timm
-    import backbones  # noqa: F401
+    from mm_efficient_backbones import backbones  # noqa: F401
     release = tmp_path / 'recnext_m0_release.pth'
     torch.save({'model': timm.create_model('recnext_m0').state_dict()}, release)
     result = run_tool('tools/train.py', pretrained_config(tmp_path, release), '--work-dir',

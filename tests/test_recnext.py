@@ -4,8 +4,8 @@ import timm
 import torch
 from torch import nn
 
-import backbones
-from backbones import BackboneConfigError, CheckpointError, RecNeXtBackbone
+from mm_efficient_backbones import backbones
+from mm_efficient_backbones.backbones import BackboneConfigError, CheckpointError, RecNeXtBackbone
 from conftest import reference_shapes
 
 ARCHS = ['m0', 'm1', 'm2', 'm3', 'm4', 'm5']
@@ -210,7 +210,7 @@ def test_pickled_objects_need_trust(tmp_path):
 
 def test_params_and_macs_match_the_paper():
     """The README's model table: deploy-form params and MACs at 224 vs the paper."""
-    from tools.benchmark import PUBLISHED, count_macs, count_params
+    from mm_efficient_backbones.tools.benchmark import PUBLISHED, count_macs, count_params
     for name in (f'recnext_{arch}' for arch in ARCHS):
         paper_params, paper_macs = (float(PUBLISHED[name][key]) for key in ('params', 'macs'))
         model = timm.create_model(name).eval().fuse()

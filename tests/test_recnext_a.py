@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backbones import MODEL_TO_BACKBONE, BackboneConfigError, RecNeXtBackbone
-from backbones.recnext import RecAttn2d, RecConv2d, linear_attention
+from mm_efficient_backbones.backbones import MODEL_TO_BACKBONE, BackboneConfigError, RecNeXtBackbone
+from mm_efficient_backbones.backbones.recnext import RecAttn2d, RecConv2d, linear_attention
 from conftest import assert_matches_reference, load_reference, reference_shapes, set_reference_weights
 from test_recnext import randomize_bn
 
@@ -232,7 +232,7 @@ def test_mm_config_builds_a_series_with_a_recconv_variant():
     pytest.importorskip('mmdet')
     from mmengine.registry import init_default_scope
 
-    import detection  # noqa: F401
+    from mm_efficient_backbones import detection  # noqa: F401
     from mmdet.registry import MODELS
     init_default_scope('mmdet')
     backbone = MODELS.build(dict(type='RecNeXt', arch='m1', recconv=dict(mode='transpose', variant='split')))
@@ -241,7 +241,7 @@ def test_mm_config_builds_a_series_with_a_recconv_variant():
 
 
 def test_converter_handles_a_series(tmp_path, capsys):
-    from tools import convert_to_backbone_weights as convert
+    from mm_efficient_backbones.tools import convert_to_backbone_weights as convert
     assert MODEL_TO_BACKBONE['recnext_a3'] == (RecNeXtBackbone, 'a3')
     classifier = randomize_bn(timm.create_model('recnext_a0'), seed=3).eval()
     torch.save({'model': classifier.state_dict()}, tmp_path / 'a0.pth')

@@ -8,13 +8,13 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-import backbones
-from backbones import RepNeXtBackbone
-from backbones.repnext import (ChunkConv, MediumRepConv, SingleKernelChunkConv, SmallRepConv,
+from mm_efficient_backbones import backbones
+from mm_efficient_backbones.backbones import RepNeXtBackbone
+from mm_efficient_backbones.backbones.repnext import (ChunkConv, MediumRepConv, SingleKernelChunkConv, SmallRepConv,
                                collapse_chunk_convs)
 from conftest import (assert_matches_reference, load_reference, reference_shapes,
                       set_reference_weights)
-from tools import reparameterize
+from mm_efficient_backbones.tools import reparameterize
 
 ARCHS = ['m0', 'm1', 'm2', 'm3', 'm4', 'm5']
 
@@ -209,7 +209,7 @@ def test_reparameterize_keeps_the_rest_and_refuses_bad_input(tmp_path, capsys):
 
 
 def test_converter_training_and_deploy_outputs_load_into_deploy_backbone(tmp_path, capsys):
-    from tools.convert_to_backbone_weights import main as convert
+    from mm_efficient_backbones.tools.convert_to_backbone_weights import main as convert
     classifier = set_reference_weights(timm.create_model('repnext_m0'))
     torch.save({'model': classifier.state_dict()}, tmp_path / 'release.pth')
     for options, tensors in (([], 657), (['--deploy'], 196)):  # heads dropped, strict verify
@@ -237,7 +237,7 @@ def test_demo_training_iteration_then_deploy_segmentor_equals_it(demo_data, tmp_
     from mmengine.runner import load_checkpoint
     from mmseg.registry import MODELS
 
-    import segmentation  # noqa: F401
+    from mm_efficient_backbones import segmentation  # noqa: F401
     from test_mm import ROOT, demo_options, run_tool, scalars
     config, work = 'configs/demo/repnext_m0_demo_ade.py', tmp_path / 'work'
     result = run_tool('tools/train.py', config, '--work-dir', str(work), *demo_options(

@@ -11,13 +11,13 @@ import torch
 from conftest import (ROOT, assert_matches_reference, load_reference, reference_shapes,
                       set_reference_weights)
 
-import backbones  # noqa: F401  (registers rexnet_lite_* with timm)
-from backbones import (REXNET_ARCHS, BackboneConfigError, CheckpointError, MultiScaleBackbone,
+from mm_efficient_backbones import backbones  # noqa: F401  (registers rexnet_lite_* with timm)
+from mm_efficient_backbones.backbones import (REXNET_ARCHS, BackboneConfigError, CheckpointError, MultiScaleBackbone,
                        ReXNetBackbone)
-from backbones.checkpoint import split_keys
-from backbones.rexnet import clovaai_to_timm
-from backbones.timm_features import TimmFeaturesBackbone
-from tools.convert_to_backbone_weights import main as convert
+from mm_efficient_backbones.backbones.checkpoint import split_keys
+from mm_efficient_backbones.backbones.rexnet import clovaai_to_timm
+from mm_efficient_backbones.backbones.timm_features import TimmFeaturesBackbone
+from mm_efficient_backbones.tools.convert_to_backbone_weights import main as convert
 
 LITE = {'100': '1.0', '130': '1.3', '150': '1.5', '200': '2.0'}
 # arch -> stage channels at strides 4/8/16/32 (timm's feature_info; the README table).

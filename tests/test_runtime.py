@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import HistoryBuffer, MessageHub
 
-from mm_common.runtime import _replace_norm, allow_mmengine_checkpoints, configure_launch, one_line
+from mm_efficient_backbones.mm_common.runtime import _replace_norm, allow_mmengine_checkpoints, configure_launch, one_line
 
 
 class GetattrOnHistoryBuffer:
@@ -71,8 +71,8 @@ def test_sync_bn_conversion_keeps_timm_norm_activations():
     from timm.layers import BatchNormAct2d
     from timm.layers.norm_act import SyncBatchNormAct
 
-    from backbones import ReXNetBackbone
-    from mm_common.runtime import keep_norm_activations_in_sync_bn, sync_batchnorm_keeping_activations
+    from mm_efficient_backbones.backbones import ReXNetBackbone
+    from mm_efficient_backbones.mm_common.runtime import keep_norm_activations_in_sync_bn, sync_batchnorm_keeping_activations
 
     torch.manual_seed(0)
     backbone = ReXNetBackbone('1.0').eval()

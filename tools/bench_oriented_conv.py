@@ -21,9 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
-
-from backbones.oriented_conv import OrientedConv1d, tap_offsets  # noqa: E402
+from mm_efficient_backbones.backbones.oriented_conv import OrientedConv1d, tap_offsets
 
 
 class DenseEmulation(nn.Module):

@@ -34,11 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, register_flop_formula
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+import timm
 
-import timm  # noqa: E402
-
-import backbones  # noqa: E402  (registers the models)
+from mm_efficient_backbones import backbones  # registers the models
 
 MAC_COUNTER = 'torch.utils.flop_counter.FlopCounterMode'
 

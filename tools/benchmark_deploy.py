@@ -18,12 +18,10 @@ import time
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+import timm
 
-import timm  # noqa: E402
-
-import backbones  # noqa: E402,F401  (registers the models)
-from tools.benchmark import count_macs, count_params  # noqa: E402
+from mm_efficient_backbones import backbones  # noqa: E402,F401  (registers the models)
+from mm_efficient_backbones.tools.benchmark import count_macs, count_params
 
 FORMS = {
     'train': lambda model: model,

@@ -46,18 +46,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-if __package__ in (None, ''):
-    # Run as `python tools/convert_to_backbone_weights.py` from a checkout: make the
-    # repository's packages (backbones/) importable without installing.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from backbones import MODEL_TO_BACKBONE, BackboneConfigError  # noqa: E402
-from backbones.checkpoint import (CheckpointError, describe_shape_mismatch,  # noqa: E402
+from mm_efficient_backbones.backbones import MODEL_TO_BACKBONE, BackboneConfigError
+from mm_efficient_backbones.backbones.checkpoint import (CheckpointError, describe_shape_mismatch,
                                   load_checkpoint_file, split_keys, under_prefix,
                                   unwrap_state_dict)
-from backbones.multiscale import guess_family  # noqa: E402
+from mm_efficient_backbones.backbones.multiscale import guess_family
 
 PROG = 'convert_to_backbone_weights'
 StateDict = Dict[str, torch.Tensor]
@@ -450,7 +445,7 @@ def convert(args, target: Target) -> Path:
     state_dict, crops = crop_kernels(state_dict, model_state, fit, progress)
     if args.deploy:
         # Imported here: tools/reparameterize.py builds on this module's writers.
-        from tools.reparameterize import reparameterize_backbone
+        from mm_efficient_backbones.tools.reparameterize import reparameterize_backbone
         state_dict, error = reparameterize_backbone(target.backbone_cls, target.arch, state_dict)
         backbone = target.build(deploy=True)
         progress.done('deploy', f'reparameterised: {len(state_dict)} tensors, max relative error '

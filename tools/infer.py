@@ -14,12 +14,10 @@ import sys
 from pathlib import Path
 from typing import List
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
-
-from mm_common.runtime import (UserError, allow_mmengine_checkpoints,  # noqa: E402
+from mm_efficient_backbones.mm_common.runtime import (UserError, allow_mmengine_checkpoints,
                                exit_code_of)
-from tools.analysis.common import check_readable, list_images  # noqa: E402
-from tools.train import load_config  # noqa: E402
+from mm_efficient_backbones.tools.analysis.common import check_readable, list_images
+from mm_efficient_backbones.tools.train import load_config
 
 # Annotation loading has no place in inference on arbitrary images.
 ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadDepthAnnotation')
@@ -56,12 +54,12 @@ def infer(args) -> List[Path]:
     inputs = [str(path) for path in images]
     scope = cfg.get('default_scope')
     if scope == 'mmdet':
-        import detection  # noqa: F401  (registers the backbones)
+        from mm_efficient_backbones import detection  # noqa: F401  (registers the backbones)
         from mmdet.apis import DetInferencer
         inferencer = DetInferencer(model=cfg, weights=args.checkpoint, device=args.device)
         inferencer(inputs, out_dir=args.out_dir, pred_score_thr=args.score_thr, no_save_pred=False)
     elif scope == 'mmseg':
-        import segmentation  # noqa: F401
+        from mm_efficient_backbones import segmentation  # noqa: F401
         from mmseg.apis import MMSegInferencer
         inferencer = MMSegInferencer(model=cfg, weights=args.checkpoint, device=args.device)
         inferencer(inputs, out_dir=args.out_dir)

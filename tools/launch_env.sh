@@ -1,8 +1,8 @@
-# Sourced by tools/{dist,slurm}_{train,test}.sh: the interpreter, PYTHONPATH and quiet
-# third-party warnings for every process they start.
+# Sourced by tools/{dist,slurm}_{train,test}.sh: the interpreter and quiet third-party
+# warnings for every process they start. The package itself (mm_efficient_backbones) comes
+# from the environment: `make setup` installs this checkout into .venv, editable.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-$( [[ -x "$ROOT/.venv/bin/python" ]] && echo "$ROOT/.venv/bin/python" || echo python )}
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 # setuptools' pkg_resources deprecation, printed twice per process on importing mmengine.
 export PYTHONWARNINGS="ignore:pkg_resources is deprecated as an API${PYTHONWARNINGS:+,$PYTHONWARNINGS}"
 

@@ -27,16 +27,13 @@ import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
-if __package__ in (None, ''):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+import torch
 
-import torch  # noqa: E402
-
-from backbones import MM_BACKBONES, BackboneConfigError  # noqa: E402
-from backbones.checkpoint import CheckpointError, load_checkpoint_file  # noqa: E402
-from backbones.multiscale import guess_family  # noqa: E402
-from mm_common.runtime import allow_mmengine_checkpoints  # noqa: E402
-from tools.convert_to_backbone_weights import (ConversionError, save, sha256_of,  # noqa: E402
+from mm_efficient_backbones.backbones import MM_BACKBONES, BackboneConfigError
+from mm_efficient_backbones.backbones.checkpoint import CheckpointError, load_checkpoint_file
+from mm_efficient_backbones.backbones.multiscale import guess_family
+from mm_efficient_backbones.mm_common.runtime import allow_mmengine_checkpoints
+from mm_efficient_backbones.tools.convert_to_backbone_weights import (ConversionError, save, sha256_of,
                                                staged_output)
 
 PROG = 'reparameterize'

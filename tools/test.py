@@ -8,10 +8,8 @@ import numbers
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
-
-from tools.train import load_config  # noqa: E402  (first: it quiets third-party import noise)
-from mm_common.runtime import (build_runner, check_data_roots, configure_launch,  # noqa: E402
+from mm_efficient_backbones.tools.train import load_config  # first: it quiets third-party import noise
+from mm_efficient_backbones.mm_common.runtime import (build_runner, check_data_roots, configure_launch,
                                exit_code_of, prepare_checkpoints)
 
 

@@ -11,12 +11,10 @@ import argparse
 import os.path as osp
 import sys
 import warnings
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 # Printed by every process when mmengine imports setuptools' pkg_resources; nothing a user can act on.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API')
 
-from mm_common.runtime import (UserError, build_runner, check_data_roots,  # noqa: E402
+from mm_efficient_backbones.mm_common.runtime import (UserError, build_runner, check_data_roots,
                                configure_launch, exit_code_of, one_line, prepare_checkpoints)
 
 

@@ -18,13 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # run from a checkout
+import timm
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-import timm  # noqa: E402
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # noqa: E402
-
-from backbones import MM_BACKBONES, MODEL_TO_BACKBONE, MultiScaleBackbone  # noqa: E402
-from mm_common.runtime import UserError, one_line  # noqa: E402
+from mm_efficient_backbones.backbones import MM_BACKBONES, MODEL_TO_BACKBONE, MultiScaleBackbone
+from mm_efficient_backbones.mm_common.runtime import UserError, one_line
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 # A model without a checkpoint gets the same random init every time, whatever else runs.

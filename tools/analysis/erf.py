@@ -33,10 +33,8 @@ from typing import Dict, List, Sequence
 import numpy as np
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # run from a checkout
-
-from mm_common.runtime import UserError, exit_code_of  # noqa: E402
-from tools.analysis.common import (DPI, LoadedModel, build_model, check_readable, checkpoints_for,  # noqa: E402
+from mm_efficient_backbones.mm_common.runtime import UserError, exit_code_of
+from mm_efficient_backbones.tools.analysis.common import (DPI, LoadedModel, build_model, check_readable, checkpoints_for,
                                    default_device, image_tensor, list_images, make_parent, read_image)
 
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)

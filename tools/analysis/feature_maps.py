@@ -32,10 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # run from a checkout
-
-from mm_common.runtime import UserError, exit_code_of  # noqa: E402
-from tools.analysis.common import (DPI, build_model, default_device, image_tensor, list_images,  # noqa: E402
+from mm_efficient_backbones.mm_common.runtime import UserError, exit_code_of
+from mm_efficient_backbones.tools.analysis.common import (DPI, build_model, default_device, image_tensor, list_images,
                                    make_parent, read_image)
 
 PANEL_INCHES = 2.5  # each panel is PANEL_INCHES * DPI pixels square
