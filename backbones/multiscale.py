@@ -146,7 +146,11 @@ class MultiScaleBackbone(nn.Module):
                                    'inference only; build it with deploy=False to train')
             if not self.fused:
                 self.switch_to_deploy()
-        return tuple(feature for index, feature in enumerate(self.forward_stages(x, self.out_indices[-1]))
+        # Contiguous NCHW out, whatever layout the trunk runs in (the deploy forms and
+        # ConvNeXt-1D compute in channels-last): mmdet's and mmseg's necks and heads assume
+        # it, and mmcv's RoIAlign reads raw memory as NCHW (see mm_common.layout).
+        return tuple(feature.contiguous() for index, feature
+                     in enumerate(self.forward_stages(x, self.out_indices[-1]))
                      if index in self.out_indices)
 
     def switch_to_deploy(self) -> 'MultiScaleBackbone':

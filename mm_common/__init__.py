@@ -1,10 +1,12 @@
 """mmengine glue shared by ``detection/`` and ``segmentation/`` (they differ only in the
-registry they pass in): backbone registration and the log bridge."""
+registry they pass in): backbone registration, the log bridge and mmcv's op layout fix."""
 import logging
 
 from mmengine.logging import print_log
 
 from mm_efficient_backbones import backbones
+
+from .layout import make_mmcv_ops_layout_safe
 
 
 class _MMLogBridge(logging.Handler):
@@ -16,7 +18,9 @@ class _MMLogBridge(logging.Handler):
 
 
 def register_backbones(registry) -> None:
-    """Register every backbone of :data:`backbones.MM_BACKBONES` in ``registry``."""
+    """Register every backbone of :data:`backbones.MM_BACKBONES` in ``registry``, and make
+    mmcv's raw-memory ops safe for channels-last inputs (mm_common.layout)."""
+    make_mmcv_ops_layout_safe()
     for name, backbone_cls in backbones.MM_BACKBONES.items():
         registry.register_module(name=name, module=backbone_cls, force=True)
     log = logging.getLogger('backbones')

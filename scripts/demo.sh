@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on built-in data: generate the synthetic demo sets, train RecNeXt-M0
 # with Mask R-CNN (COCO format) and with Semantic FPN (ADE20K layout) on this machine,
-# evaluate with the real CocoMetric / IoUMetric, print the results, and draw both models'
-# predictions on two demo val images.
+# evaluate with the real CocoMetric / IoUMetric, print the results, evaluate both again in
+# their deploy form (fused), and draw both models' predictions on two demo val images.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -39,6 +39,25 @@ $PY tools/log_results.py --table "$WORK/coco" "$WORK/ade"
 echo
 echo "logs:        $WORK/coco/<timestamp>/, $WORK/ade/<timestamp>/ (json: vis_data/scalars.json)"
 echo "checkpoints: $(ls "$WORK"/coco/*.pth "$WORK"/ade/*.pth 2>/dev/null | tr '\n' ' ')"
+
+echo
+echo "==> the same checkpoints evaluated in the deploy form (model.backbone.deploy=True: BN folded, fused)"
+# The deploy form must score as the training form does; a layout or fusion bug shows here at once.
+deploy_job() {
+  local name=$1 config=$2 metrics=$3
+  local checkpoint
+  checkpoint=$(cat "$WORK/$name/last_checkpoint")
+  if ! $PY tools/test.py "$config" "$checkpoint" --work-dir "$WORK/deploy_$name" \
+      --cfg-options model.backbone.deploy=True > "$WORK/deploy_$name.out" 2>&1; then
+    tail -n 20 "$WORK/deploy_$name.out" >&2
+    echo "error: evaluating the $name demo in its deploy form failed (full log: $WORK/deploy_$name.out)" >&2
+    exit 1
+  fi
+  echo "$name, training form: $(grep -oE "$metrics" "$WORK/$name.out" | tail -n 2 | tr '\n' ' ')"
+  echo "$name, deploy form:   $(tail -n 1 "$WORK/deploy_$name.out" | grep -oE "$metrics" | tr '\n' ' ')"
+}
+deploy_job coco configs/demo/recnext_m0_demo_coco.py '(coco/)?(bbox|segm)_mAP[:=] ?[0-9.]+'
+deploy_job ade configs/demo/recnext_m0_demo_ade.py 'mIoU[:=] ?[0-9.]+'
 
 echo
 echo "==> predictions drawn on two demo val images (tools/infer.py)"
