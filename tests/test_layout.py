@@ -26,8 +26,8 @@ def _channels_last(x):
 # ---- the op fix ---------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def layout_safe_ops():
-    import detection  # noqa: F401  (registering the backbones applies the fix)
-    from mm_common.layout import make_mmcv_ops_layout_safe
+    from mm_efficient_backbones import detection  # noqa: F401  (registering the backbones applies the fix)
+    from mm_efficient_backbones.mm_common.layout import make_mmcv_ops_layout_safe
     return make_mmcv_ops_layout_safe()
 
 
@@ -45,7 +45,7 @@ def test_every_raw_memory_op_of_this_mmcv_is_patched(layout_safe_ops):
     for name in ('RoIAlignFunction', 'RoIPoolFunction', 'DeformConv2dFunction',
                  'ModulatedDeformConv2dFunction', 'DeformRoIPoolFunction'):
         assert name in layout_safe_ops
-    from mm_common.layout import make_mmcv_ops_layout_safe
+    from mm_efficient_backbones.mm_common.layout import make_mmcv_ops_layout_safe
     assert make_mmcv_ops_layout_safe() == layout_safe_ops  # idempotent: no double wrapping
     from mmcv.ops.roi_align import RoIAlignFunction
     assert not hasattr(RoIAlignFunction.forward.__wrapped__, '__wrapped__')
@@ -112,10 +112,10 @@ def build_model(config: str, backbone_overrides: dict):
     cfg = Config.fromfile(str(ROOT / config))
     init_default_scope(cfg.default_scope)
     if cfg.default_scope == 'mmdet':
-        import detection  # noqa: F401
+        from mm_efficient_backbones import detection  # noqa: F401
         from mmdet.registry import MODELS
     else:
-        import segmentation  # noqa: F401
+        from mm_efficient_backbones import segmentation  # noqa: F401
         from mmseg.registry import MODELS
     backbone_cfg = cfg.model.backbone
     if 'type' in backbone_overrides and backbone_overrides['type'] != backbone_cfg.type:
@@ -264,8 +264,8 @@ def test_demo_detector_scores_the_same_in_its_deploy_form(demo_data, trained_dem
 
 
 def test_reparameterized_repnext_detector_scores_the_same(demo_data, trained_demo_detectors, tmp_path):
-    from mm_common.runtime import allow_mmengine_checkpoints  # noqa: F401  (the tool's own import path)
-    from tools import reparameterize
+    from mm_efficient_backbones.mm_common.runtime import allow_mmengine_checkpoints  # noqa: F401  (the tool's own import path)
+    from mm_efficient_backbones.tools import reparameterize
     config, checkpoint = trained_demo_detectors['repnext']
     deploy_checkpoint = tmp_path / 'repnext_deploy.pth'
     assert reparameterize.main([str(checkpoint), str(deploy_checkpoint)]) == 0
