@@ -264,7 +264,6 @@ def test_demo_detector_scores_the_same_in_its_deploy_form(demo_data, trained_dem
 
 
 def test_reparameterized_repnext_detector_scores_the_same(demo_data, trained_demo_detectors, tmp_path):
-    from mm_efficient_backbones.mm_common.runtime import allow_mmengine_checkpoints  # noqa: F401  (the tool's own import path)
     from mm_efficient_backbones.tools import reparameterize
     config, checkpoint = trained_demo_detectors['repnext']
     deploy_checkpoint = tmp_path / 'repnext_deploy.pth'
