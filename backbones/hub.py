@@ -1,14 +1,14 @@
-"""The authors' published weights, as data in one place, and a checked, cached download.
+"""The authors' published weights as URLs and timm cfgs, and a checked, cached download.
 
-* :data:`RELEASES` lists every direct-download release (classifiers, detectors,
-  segmentors); :func:`classifier_url`, :func:`downstream_url` and :data:`DOWNSTREAM_METRICS`
-  read it.
+* :func:`classifier_url` and :func:`downstream_url` read the release table
+  (:data:`.zoo.RELEASES`, with the published results in :mod:`.zoo`);
+  :func:`release_urls` lists every file it names.
 * :func:`timm_release_cfgs` turns it into timm pretrained cfgs with timm's tag convention
   (``recnext_m3.dist_in1k``, the default, and ``recnext_m3.in1k``), and
   :func:`fetch_pretrained` makes ``timm.create_model(name, pretrained=True)`` load the
   release through :func:`download` instead of timm's own downloader.
 * :func:`download` fetches a URL into torch's hub cache (``$TORCH_HOME/hub/checkpoints``,
-  where torch, timm and mmengine look too): once, checked (length, sha256 prefix when the
+  where torch, timm and mmengine look too): once per URL (:func:`cached_path`), checked (length, sha256 prefix when the
   file name carries one, a complete torch zip), atomically (a failed download leaves no
   file), and a failure is one line naming the URL and how to work offline.
 
@@ -22,6 +22,7 @@ import os
 import re
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from typing import Callable, Dict, Optional
@@ -29,34 +30,9 @@ from typing import Callable, Dict, Optional
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from .checkpoint import CheckpointError
+from .zoo import DOWNSTREAM_TASKS, RELEASES
 
 logger = logging.getLogger('backbones')
-
-# family -> where its files are and which archs have which files.
-RELEASES: Dict[str, dict] = {
-    'recnext_m': dict(base='https://github.com/suous/RecNeXt/releases/download/v1.0/',
-                      classifiers=('m0', 'm1', 'm2', 'm3', 'm4', 'm5'), without_distill=True,
-                      downstream=('m3', 'm4', 'm5')),
-    'recnext_a': dict(base='https://github.com/suous/RecNeXt/releases/download/v2.0/',
-                      classifiers=('a0', 'a1', 'a2', 'a3', 'a4', 'a5'), without_distill=True,
-                      downstream=('a3', 'a4', 'a5')),
-    # RepNeXt published only its distilled classifiers as direct downloads.
-    'repnext_m': dict(base='https://github.com/suous/RepNeXt/releases/download/v1.0/',
-                      classifiers=('m0', 'm1', 'm2', 'm3', 'm4', 'm5'), without_distill=False,
-                      downstream=('m3', 'm4', 'm5')),
-}
-
-# (model, task) -> the authors' published metric of their downstream checkpoint:
-# COCO Mask R-CNN 1x box AP, ADE20K Semantic FPN single-scale mIoU.
-DOWNSTREAM_METRICS: Dict[tuple, float] = {
-    ('recnext_m3', 'coco'): 41.7, ('recnext_m4', 'coco'): 43.5, ('recnext_m5', 'coco'): 44.6,
-    ('recnext_m3', 'ade20k'): 41.0, ('recnext_m4', 'ade20k'): 43.6, ('recnext_m5', 'ade20k'): 46.0,
-    ('recnext_a3', 'coco'): 42.1, ('recnext_a4', 'coco'): 43.5, ('recnext_a5', 'coco'): 44.4,
-    ('recnext_a3', 'ade20k'): 41.9, ('recnext_a4', 'ade20k'): 43.0, ('recnext_a5', 'ade20k'): 46.5,
-    ('repnext_m3', 'coco'): 40.8, ('repnext_m4', 'coco'): 42.9, ('repnext_m5', 'coco'): 44.7,
-    ('repnext_m3', 'ade20k'): 40.6, ('repnext_m4', 'ade20k'): 43.3, ('repnext_m5', 'ade20k'): 45.0,
-}
-DOWNSTREAM_TASKS = ('coco', 'ade20k')
 
 # timm tag -> release file suffix. The first tag of a model is timm's default.
 CLASSIFIER_TAGS = {'dist_in1k': 'distill_300e', 'in1k': 'without_distill_300e'}
@@ -102,6 +78,17 @@ def downstream_url(model: str, task: str) -> Optional[str]:
     return f"{release['base']}{model}_{task}.pth"
 
 
+def release_urls() -> set:
+    """Every file the release table names: the classifiers of each tag and the downstream checkpoints."""
+    urls = set()
+    for family, release in RELEASES.items():
+        for arch in release['classifiers']:
+            model = family[:-1] + arch
+            urls.update(url for tag in CLASSIFIER_TAGS if (url := classifier_url(model, tag)))
+            urls.update(url for task in DOWNSTREAM_TASKS if (url := downstream_url(model, task)))
+    return urls
+
+
 def timm_release_cfgs(models, make_cfg: Callable[..., dict]) -> Dict[str, dict]:
     """``{'model.tag': cfg}`` for timm's ``generate_default_cfgs``.
 
@@ -143,6 +130,7 @@ def fetch_pretrained(variant: str, pretrained: bool, kwargs: dict) -> dict:
 # torch hub's naming: ``name-<sha256 prefix>.ext`` pins the content.
 _HASH_IN_NAME = re.compile(r'-([a-f0-9]{8,64})\.')
 _CHUNK = 1 << 20
+_URL_KEY_CHARS = 12  # hex digits of sha256(URL) in a non-release file's cache name
 
 
 def cache_dir() -> str:
@@ -150,9 +138,23 @@ def cache_dir() -> str:
     return os.path.join(get_dir(), 'checkpoints')
 
 
+def _file_name(url: str) -> str:
+    return os.path.basename(urllib.parse.urlsplit(url).path) or 'download'
+
+
 def cached_path(url: str) -> str:
-    """Where :func:`download` keeps ``url``."""
-    return os.path.join(cache_dir(), os.path.basename(url.split('?')[0]))
+    """Where :func:`download` keeps ``url``.
+
+    A release file keeps its own name (timm and torch look for it there). Any other URL gets
+    a short hash of the whole URL in its name as well, because training runs publish the same
+    names (``.../a/epoch_12.pth``, ``.../b/epoch_12.pth``) for different files.
+    """
+    name = _file_name(url)
+    if url in release_urls():
+        return os.path.join(cache_dir(), name)
+    stem, ext = os.path.splitext(name)
+    key = hashlib.sha256(url.encode()).hexdigest()[:_URL_KEY_CHARS]
+    return os.path.join(cache_dir(), f'{stem}.url{key}{ext}')
 
 
 def download(url: str, timeout: float = 60.0, offline_hint: str = OFFLINE_HINT) -> str:
@@ -167,7 +169,7 @@ def download(url: str, timeout: float = 60.0, offline_hint: str = OFFLINE_HINT) 
     try:
         with os.fdopen(fd, 'wb') as out:
             _fetch_into(url, out, timeout)
-        _check_download(partial, target)
+        _check_download(partial, _file_name(url))
         os.replace(partial, target)  # atomic: the cache only ever holds complete files
     except DownloadError:
         _remove(partial)
@@ -197,8 +199,8 @@ def _fetch_into(url: str, out, timeout: float) -> None:
         raise ValueError(f'truncated: got {received} of {expected} bytes')
 
 
-def _check_download(partial: str, target: str) -> None:
-    name = os.path.basename(target)
+def _check_download(partial: str, name: str) -> None:
+    """``name`` is the URL's file name: a sha256 prefix in it pins the content."""
     pinned = _HASH_IN_NAME.search(name)
     if pinned:
         sha = hashlib.sha256()

@@ -54,6 +54,34 @@ def test_differences_are_explained_by_the_papers_precision():
     assert benchmark.PUBLISHED['rexnet_200']['params'] == '16'
 
 
+def test_published_numbers_come_from_the_zoo_table():
+    from mm_efficient_backbones.backbones import zoo
+    for name, paper in benchmark.PUBLISHED.items():
+        assert (paper['params'], paper['macs']) == (zoo.model(name).params, zoo.model(name).macs)
+
+
+def test_markdown_rows_list_every_config_with_its_published_result():
+    """The cells that were '-' for configs that exist (ReXNet, ConvNeXt-B, ConvNeXt-T-2D)."""
+    assert benchmark.configs_cell('recnext_m3').split('<br>') == [
+        '`recnext_m3_coco.py` (Mask R-CNN 1x): 41.7 box AP / 38.6 mask AP',
+        '`recnext_m3_ade20k.py` (Semantic FPN 80k): 41.0 mIoU',
+        '`recnext_m3_ade20k_upernet.py` (UPerNet 160k): -']
+    assert benchmark.configs_cell('rexnet_100').split('<br>') == [
+        '`rexnet_100_coco_faster_rcnn.py` (Faster R-CNN 1x): 38.5 box AP',
+        '`rexnet_100_coco.py` (Mask R-CNN 1x): 38.9 box AP / 35.4 mask AP',
+        '`rexnet_100_ade20k.py` (Semantic FPN 80k): -']
+    assert benchmark.configs_cell('convnext_base_2d').split('<br>') == [
+        '`convnext1d_base_2d_coco.py` (Cascade Mask R-CNN 3x): 52.4 box AP / 45.2 mask AP',
+        '`convnext1d_base_2d_ade20k.py` (UPerNet 160k): 49.4 mIoU (multi-scale)']
+    assert benchmark.configs_cell('recnext_m0') == benchmark.configs_cell('resnet18') == '-'
+    assert benchmark.imagenet_weights('recnext_m3') == 'release: `recnext_m3.dist_in1k`, `recnext_m3.in1k`'
+    assert benchmark.imagenet_weights('convnext_tiny_1d') == 'Google Drive, convert'
+    assert benchmark.imagenet_weights('resnet18') == '-'
+    table = benchmark.markdown_table([benchmark.size_row('recnext_m0')], [])
+    (row,) = [line for line in table.splitlines() if line.startswith('| recnext_m0 |')]
+    assert row.endswith('| release: `recnext_m0.dist_in1k`, `recnext_m0.in1k` | - |')
+
+
 def test_tool_runs_end_to_end_on_a_tiny_input(tmp_path, capsys):
     out = tmp_path / 'result.json'
     assert benchmark.main(['--models', 'recnext_m0', '--shapes', '1x32x48', '--devices', 'cpu',

@@ -15,7 +15,7 @@ import pytest
 import timm
 import torch
 
-from mm_efficient_backbones.backbones import hub
+from mm_efficient_backbones.backbones import hub, zoo
 from mm_efficient_backbones.backbones.recnext import RECNEXT_ARCHS, RecNeXtBackbone
 from mm_efficient_backbones.backbones.repnext import REPNEXT_ARCHS
 from conftest import ROOT
@@ -97,7 +97,7 @@ def serve_releases_from(server, monkeypatch, model='recnext_m0'):
     """Point the release table, and the timm cfgs made from it, at the local server."""
     from timm.models import _registry, generate_default_cfgs
     from mm_efficient_backbones.backbones.recnext import _cfg
-    for release in hub.RELEASES.values():
+    for release in zoo.RELEASES.values():
         monkeypatch.setitem(release, 'base', release['base'].replace('https://github.com', server.url))
     for name, default in generate_default_cfgs(hub.timm_release_cfgs([model], _cfg)).items():
         for index, tag in enumerate(default.tags):
@@ -154,10 +154,11 @@ def config_backbone(config: str) -> dict:
     return Config.fromfile(str(ROOT / config)).model.backbone.to_dict()
 
 
-def test_config_default_url_downloads_once_and_is_cached(server, hub_dir, caplog):
+def test_config_default_url_downloads_once_and_is_cached(server, hub_dir, monkeypatch):
     backbone_cfg = config_backbone('configs/recnext_m3_coco.py')
     url = backbone_cfg['init_cfg']['checkpoint']
     assert url == f'{RECNEXT}/v1.0/recnext_m3_distill_300e.pth'
+    serve_releases_from(server, monkeypatch, 'recnext_m3')
     classifier = timm.create_model('recnext_m3')
     release = random_state(classifier, seed=3)
     path = url.replace('https://github.com', '')
@@ -200,10 +201,32 @@ def test_hash_in_the_file_name_is_checked(server, hub_dir):
     digest = hashlib.sha256(body).hexdigest()
     server.files[f'/w-{digest[:8]}.pth'] = body
     server.files['/w-deadbeef.pth'] = body
-    assert Path(hub.download(f'{server.url}/w-{digest[:8]}.pth')).read_bytes() == body
+    good = f'{server.url}/w-{digest[:8]}.pth'
+    assert Path(hub.download(good)).read_bytes() == body
     with pytest.raises(hub.DownloadError, match=r'sha256 [0-9a-f]{8} does not match the deadbeef in its name'):
         hub.download(f'{server.url}/w-deadbeef.pth')
-    assert sorted(p.name for p in hub_dir.iterdir()) == [f'w-{digest[:8]}.pth']
+    assert [p.name for p in hub_dir.iterdir()] == [Path(hub.cached_path(good)).name]
+
+
+def test_urls_with_the_same_file_name_are_cached_apart(server, hub_dir):
+    """Training runs publish the same names (epoch_12.pth) for different files (issue 22 item 6)."""
+    first, second = (torch_bytes({'w': torch.full((3,), float(i))}) for i in (1, 2))
+    server.files['/a/epoch_12.pth'], server.files['/b/epoch_12.pth'] = first, second
+    urls = [f'{server.url}/a/epoch_12.pth', f'{server.url}/b/epoch_12.pth']
+    for _ in range(2):  # the second round is served from the cache
+        assert [Path(hub.download(url)).read_bytes() for url in urls] == [first, second]
+    assert server.requests == Counter({'/a/epoch_12.pth': 1, '/b/epoch_12.pth': 1})
+    names = sorted(p.name for p in hub_dir.iterdir())
+    assert len(names) == 2 and all(re.fullmatch(r'epoch_12\.url[0-9a-f]{12}\.pth', n) for n in names), names
+    # the key is the whole URL, query included; the file name and extension stay readable
+    assert hub.cached_path(urls[0] + '?x=1') != hub.cached_path(urls[0])
+
+
+def test_release_files_keep_their_names_in_the_cache(hub_dir):
+    """timm's and torch's cache convention: a release lies under its own file name."""
+    for url in hub.release_urls():
+        assert hub.cached_path(url) == str(hub_dir / url.rsplit('/', 1)[1])
+    assert len(hub.release_urls()) == len(PUBLISHED)
 
 
 def model_of(url: str) -> str:
@@ -222,10 +245,10 @@ def test_every_url_in_configs_and_timm_cfgs_is_published():
     expected = {url for url in PUBLISHED if url.endswith('_300e.pth') and model_of(url) in registered}
     assert expected and expected <= timm_urls, sorted(expected - timm_urls)
     # and the release table gives exactly the published files
-    table = {url for model in {m[:-1] + a for m in hub.RELEASES for a in hub.RELEASES[m]['classifiers']}
+    table = {url for model in {m[:-1] + a for m in zoo.RELEASES for a in zoo.RELEASES[m]['classifiers']}
              for url in [hub.classifier_url(model, tag) for tag in hub.CLASSIFIER_TAGS]
-             + [hub.downstream_url(model, task) for task in hub.DOWNSTREAM_TASKS] if url}
-    assert table == PUBLISHED
+             + [hub.downstream_url(model, task) for task in zoo.DOWNSTREAM_TASKS] if url}
+    assert table == PUBLISHED == hub.release_urls()
 
 
 def test_timm_cfgs_use_the_authors_eval_preprocessing():
@@ -235,15 +258,3 @@ def test_timm_cfgs_use_the_authors_eval_preprocessing():
     released = {name.split('.')[0] for name in timm.list_pretrained('recnext_*') + timm.list_pretrained('repnext_*')}
     assert released == {f'recnext_{arch}' for arch in RECNEXT_ARCHS} | {f'repnext_{arch}' for arch in REPNEXT_ARCHS}
     assert timm.models.get_pretrained_cfg('repnext_m3').tag == 'dist_in1k'
-
-
-def test_readme_lists_every_published_downstream_checkpoint_with_its_metric():
-    readme = (ROOT / 'README.md').read_text()
-    readme_urls = set(re.findall(r'https://github\.com/suous/Re[cp]NeXt/releases/download/[^\s)`\'"]+', readme))
-    assert readme_urls <= PUBLISHED, sorted(readme_urls - PUBLISHED)
-    for (model, task), metric in hub.DOWNSTREAM_METRICS.items():
-        url = hub.downstream_url(model, task)
-        unit = 'box AP' if task == 'coco' else 'mIoU'
-        row = f'| [{model}_{task}]({url}) | `configs/{model}_{task}.py` | {metric} {unit} | ' \
-              f'`tools/dist_test.sh configs/{model}_{task}.py {url} 8` |'
-        assert row in readme, row

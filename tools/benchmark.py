@@ -37,53 +37,16 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, register_
 import timm
 
 from mm_efficient_backbones import backbones  # registers the models
+from mm_efficient_backbones.backbones import zoo
 
 MAC_COUNTER = 'torch.utils.flop_counter.FlopCounterMode'
 
 # ---- published numbers ----------------------------------------------------------------
+# One table (backbones/zoo.py) holds them, with what each paper counts (zoo.size_note).
 # Strings keep the paper's precision: a difference within half its last digit is rounding.
-# params (M), MACs (G) at 224, COCO box AP and ADE20K mIoU with the config that trains it.
-FAMILY_NOTES = {  # what the papers count, where a difference is more than rounding
-    'recnext': "the paper's other rows match this count of the deploy form",
-    'repnext': 'paper counts the reparameterised deploy form, as this table does',
-    'rexnet': 'paper counts the ImageNet classifier (1000-class head)',
-    'convnext': 'paper counts the ImageNet classifier (1000-class head)',
-}
-
-
-def _published(params, macs=None, coco=None, ade=None, coco_config=None, ade_config=None):
-    return dict(params=params, macs=macs, coco=coco, ade=ade, coco_config=coco_config, ade_config=ade_config)
-
-
-def _with_configs(name, params, macs=None, coco=None, ade=None):
-    """Mask R-CNN 1x (COCO box AP) and Semantic FPN (ADE20K mIoU) configs, as the papers."""
-    return _published(params, macs, coco, ade, f'configs/{name}_coco.py' if coco else None,
-                      f'configs/{name}_ade20k.py' if ade else None)
-
-
-PUBLISHED: Dict[str, dict] = {}
-for _arch, _params, _macs, _coco, _ade in zip(
-        ['m0', 'm1', 'm2', 'm3', 'm4', 'm5'], ['2.5', '5.2', '6.8', '8.2', '14.1', '22.9'],
-        ['0.4', '0.9', '1.2', '1.4', '2.4', '4.7'], [None, None, None, '41.7', '43.5', '44.6'],
-        [None, None, None, '41.0', '43.6', '46.0']):
-    PUBLISHED[f'recnext_{_arch}'] = _with_configs(f'recnext_{_arch}', _params, _macs, _coco, _ade)
-for _arch, _params, _coco, _ade in zip(
-        ['a0', 'a1', 'a2', 'a3', 'a4', 'a5'], ['2.8', '5.9', '7.9', '9.0', '15.8', '25.7'],
-        [None, None, None, '42.1', '43.5', '44.4'], [None, None, None, '41.9', '43.0', '46.5']):
-    PUBLISHED[f'recnext_{_arch}'] = _with_configs(f'recnext_{_arch}', _params, None, _coco, _ade)
-for _arch, _params, _macs, _coco, _ade in zip(
-        ['m0', 'm1', 'm2', 'm3', 'm4', 'm5'], ['2.3', '4.8', '6.5', '7.8', '13.3', '21.7'],
-        ['0.4', '0.8', '1.1', '1.3', '2.3', '4.5'], [None, None, None, '40.8', '42.9', '44.7'],
-        [None, None, None, '40.6', '43.3', '45.0']):
-    PUBLISHED[f'repnext_{_arch}'] = _with_configs(f'repnext_{_arch}', _params, _macs, _coco, _ade)
-for _width, _params in zip(['100', '130', '150', '200', '300'], ['4.8', '7.6', '9.7', '16', '34']):
-    PUBLISHED[f'rexnet_{_width}'] = _published(_params)
-# ConvNeXt-T with 1D kernels: Cascade Mask R-CNN 3x (box AP) and UPerNet (mIoU).
-for _variant, _params, _coco, _ade in zip(['1d', '1dpp', '2dpp'], ['28.5', '29.2', '29.2'],
-                                          ['50.3', '51.3', '51.2'], ['45.2', '47.4', '48.1']):
-    PUBLISHED[f'convnext_tiny_{_variant}'] = _published(
-        _params, None, _coco, _ade, f'configs/convnext1d_tiny_{_variant}_coco.py',
-        f'configs/convnext1d_tiny_{_variant}_ade20k.py')
+# model -> the paper's params (M) and MACs (G) at 224.
+PUBLISHED: Dict[str, dict] = {entry.name: dict(params=entry.params, macs=entry.macs)
+                              for entry in zoo.MODELS if entry.params or entry.macs}
 
 
 def family_of(name: str) -> str:
@@ -438,7 +401,7 @@ def size_row(name: str) -> dict:
         delta, why = difference(measured, published.get(key))
         row[f'{key}_diff'] = delta
         if delta is not None:
-            notes[label] = why or 'more than rounding: ' + FAMILY_NOTES.get(family_of(name), 'unexplained')
+            notes[label] = why or 'more than rounding: ' + zoo.size_note(name)
     same = len(set(notes.values())) == 1
     row['difference_note'] = '; '.join(
         dict.fromkeys(why if same else f'{label}: {why}' for label, why in notes.items()))
@@ -460,14 +423,35 @@ def print_size_table(rows: List[dict]):
               f"{paper.get('macs') or '-':>6} {_fmt(row['macs_diff'], '+.2f'):>6}  {row['difference_note']}")
 
 
+def imagenet_weights(name: str) -> str:
+    """The model-zoo cell saying where ``name``'s ImageNet weights come from."""
+    entry = zoo.model(name)
+    if entry is None:
+        return '-'
+    if entry.weights in ('release', 'timm'):
+        tags = [f'`{tag}`' for tag in timm.list_pretrained(f'{name}.*')]
+        where = 'release' if entry.weights == 'release' else 'timm'
+        return f"{where}: {', '.join(tags)}" if tags else 'none published'
+    return {'gdrive': 'Google Drive, convert', 'none': 'none published'}[entry.weights]
+
+
+def configs_cell(name: str) -> str:
+    """Every config of ``name`` in the table, with its method and published result."""
+    entry = zoo.model(name)
+    if entry is None or not entry.configs:
+        return '-'
+    return '<br>'.join(f'`{osp.basename(cfg.path)}` ({cfg.method}): {cfg.published_text()}'
+                       for cfg in entry.configs)
+
+
 def markdown_table(size_rows: List[dict], speed_rows: List[dict]) -> str:
     """The README's model-zoo table: sizes, published metrics, configs, and CPU speed if run."""
     speed = {}
     for row in speed_rows:
         if (row['batch'], row['height'], row['width']) == (8, 224, 224) and row['device'] == 'cpu':
             speed[row['model']] = row
-    head = ['model', 'params (M)', 'MACs (G)', 'paper params / MACs', 'difference', 'COCO box AP',
-            'ADE20K mIoU', 'configs']
+    head = ['model', 'params (M)', 'MACs (G)', 'paper params / MACs', 'difference', 'ImageNet weights',
+            'configs (method): published']
     if speed:
         first = next(iter(speed.values()))
         clock = ', CPU time' if first['clock'] == 'process' else ''
@@ -477,11 +461,10 @@ def markdown_table(size_rows: List[dict], speed_rows: List[dict]) -> str:
         paper = row['published']
         diffs = ', '.join(f'{_fmt(row[k], "+.2f")} {unit}' for k, unit in (('params_diff', 'M'), ('macs_diff', 'G'))
                           if row[k] is not None)
-        configs = ', '.join(f'`{osp.basename(c)}`' for c in (paper.get('coco_config'), paper.get('ade_config')) if c)
         cells = [row['model'], f"{row['params_m']:.2f}", f"{row['macs_g']:.2f}",
                  f"{paper.get('params') or '-'} M / {paper.get('macs') or '-'} G" if paper else '-',
                  f"{diffs} ({row['difference_note']})" if diffs else '-',
-                 paper.get('coco') or '-', paper.get('ade') or '-', configs or '-']
+                 imagenet_weights(row['model']), configs_cell(row['model'])]
         if speed:
             s = speed.get(row['model'])
             cells.append(f"{s['train']['img_per_s']['median']:.3g} → {s['deploy']['img_per_s']['median']:.3g} "
