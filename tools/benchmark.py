@@ -71,7 +71,7 @@ def difference(measured: float, published: Optional[str]) -> Tuple[Optional[floa
 def project_models() -> List[str]:
     """Models this project provides: its own timm registrations and the mm backbones' models."""
     own = [name for name in timm.list_models()
-           if timm.models.model_entrypoint(name).__module__.startswith('backbones.')]
+           if timm.models.model_entrypoint(name).__module__.startswith(backbones.__name__ + '.')]
     return sorted(set(own) | set(backbones.MODEL_TO_BACKBONE))
 
 
