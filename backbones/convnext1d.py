@@ -35,7 +35,7 @@ from torch import nn
 
 from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
 from .oriented_conv import OrientedConv1d
-from .timm_models import feature_take_indices, register_family, run_intermediates, stage_feature_info
+from .timm_models import TimmClassifier, register_family, stage_feature_info
 
 __all__ = ['ConvNeXt1D', 'ConvNeXt1DBackbone', 'CONVNEXT1D_ARCHS', 'CONVNEXT1D_VARIANTS']
 
@@ -183,7 +183,7 @@ def _init_weights(module: nn.Module):
             nn.init.zeros_(module.bias)
 
 
-class ConvNeXt1D(nn.Module):
+class ConvNeXt1D(TimmClassifier):
     """ConvNeXt-1D/1D++/2D/2D++ ImageNet classifier (timm model)."""
 
     def __init__(self, arch: str = 'tiny', variant: str = '1dpp', in_chans: int = 3, num_classes: int = 1000,
@@ -197,7 +197,7 @@ class ConvNeXt1D(nn.Module):
         self.num_features = self.head_hidden_size = self.feature_info[-1]['num_chs']
         self.norm = nn.LayerNorm(self.num_features, eps=1e-6)  # after global pooling
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = self.make_head(num_classes)
         self.apply(_init_weights)
 
     def forward_features(self, x):
@@ -205,50 +205,29 @@ class ConvNeXt1D(nn.Module):
             x = stage(downsample_layer(x))
         return x
 
-    def _steps(self) -> List[nn.Module]:
-        """The trunk in forward order: downsample_layers[i] then stages[i], for each stage."""
+    def trunk_steps(self) -> List[nn.Module]:
+        """downsample_layers[i] then stages[i], for each stage."""
         return [layer for pair in zip(self.downsample_layers, self.stages) for layer in pair]
 
-    def forward_intermediates(self, x: torch.Tensor, indices=None, norm: bool = False, stop_early: bool = False,
-                              output_fmt: str = 'NCHW', intermediates_only: bool = False):
-        """timm's API: the outputs of stages ``indices`` (None: all; int n: the last n), and
-        the final features unless ``intermediates_only``. There is no norm to apply: the
-        classifier's LayerNorm acts on pooled features."""
-        x, intermediates = run_intermediates(x, self._steps(), [2 * i + 1 for i in range(len(self.stages))],
-                                             indices, stop_early, output_fmt)
-        return intermediates if intermediates_only else (x, intermediates)
+    def level_ends(self) -> List[int]:
+        return [2 * index + 1 for index in range(len(self.stages))]
 
-    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False, prune_head: bool = True):
-        """Drop the stages after the last one in ``indices`` (and the head with its pooled-
-        feature norm); returns the stage indices kept, as timm's models do."""
-        take, last = feature_take_indices(len(self.stages), indices)
-        self.downsample_layers = self.downsample_layers[:last + 1]
-        self.stages = self.stages[:last + 1]
-        if last < len(self.feature_info) - 1:
-            self.num_features = self.head_hidden_size = self.feature_info[last]['num_chs']
-            prune_head = True  # the norm and head are sized for the last stage
-        if prune_head:
-            self.norm = nn.Identity()
-            self.reset_classifier(0, '')
-        return take
+    def keep_steps(self, count: int):
+        self.downsample_layers = self.downsample_layers[:count // 2]
+        self.stages = self.stages[:count // 2]
+
+    def make_head(self, num_classes: int) -> nn.Module:
+        return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def drop_head(self):
+        super().drop_head()
+        self.norm = nn.Identity()  # it normalises pooled features: part of the head
 
     def forward_head(self, x, pre_logits: bool = False):
         if self.global_pool == 'avg':
             x = x.mean((2, 3))
         x = self.head_drop(self.norm(x))
         return x if pre_logits else self.head(x)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self):
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool=None):
-        self.num_classes = num_classes
-        if global_pool is not None:
-            self.global_pool = global_pool
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
 class ConvNeXt1DBackbone(MultiScaleBackbone):

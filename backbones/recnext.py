@@ -26,7 +26,7 @@ from ._fusion import fuse_bn_linear, fuse_conv_bn, fuse_modules
 from .depthwise import DepthwiseConv2d
 from .hub import timm_release_cfgs
 from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
-from .timm_models import feature_take_indices, register_family, run_intermediates, stage_feature_info
+from .timm_models import TimmClassifier, register_family, stage_feature_info
 
 __all__ = ['RecNeXt', 'RecNeXtBackbone', 'RecConv2d', 'RecAttn2d', 'LinearAttention',
            'RECNEXT_ARCHS', 'recconv_options']
@@ -445,7 +445,7 @@ class DistilledHead(nn.Module):
         return head
 
 
-class RecNeXt(nn.Module):
+class RecNeXt(TimmClassifier):
     """RecNeXt ImageNet classifier (timm model), M- or A-series by ``arch``.
 
     A MetaNeXt family with the same stem and head (RepNeXt) subclasses it and replaces
@@ -474,45 +474,23 @@ class RecNeXt(nn.Module):
     def forward_features(self, x):
         return self.stages(self.stem(x))
 
-    def forward_intermediates(self, x: torch.Tensor, indices=None, norm: bool = False, stop_early: bool = False,
-                              output_fmt: str = 'NCHW', intermediates_only: bool = False):
-        """timm's API: the outputs of stages ``indices`` (None: all; int n: the last n), and
-        the final features unless ``intermediates_only``. There is no norm to apply: the
-        head's BatchNorm1d acts on pooled features."""
-        x, intermediates = run_intermediates(self.stem(x), self.stages, range(len(self.stages)),
-                                             indices, stop_early, output_fmt)
-        return intermediates if intermediates_only else (x, intermediates)
+    def trunk_steps(self):
+        return [self.stem, *self.stages]
 
-    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False, prune_head: bool = True):
-        """Drop the stages after the last one in ``indices`` (and the head); returns the
-        stage indices kept, as timm's models do."""
-        take, last = feature_take_indices(len(self.stages), indices)
-        self.stages = self.stages[:last + 1]
-        if last < len(self.feature_info) - 1:
-            self.num_features = self.head_hidden_size = self.feature_info[last]['num_chs']
-            prune_head = True  # the head is sized for the last stage
-        if prune_head:
-            self.reset_classifier(0, '')
-        return take
+    def level_ends(self):
+        return range(1, len(self.stages) + 1)
+
+    def keep_steps(self, count: int):
+        self.stages = self.stages[:count - 1]
+
+    def make_head(self, num_classes: int) -> nn.Module:
+        return DistilledHead(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_head(self, x, pre_logits: bool = False):
         if self.global_pool == 'avg':
             x = x.mean((2, 3))
         x = self.head_drop(x)
         return x if pre_logits else self.head(x)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self):
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool=None):
-        self.num_classes = num_classes
-        if global_pool is not None:
-            self.global_pool = global_pool
-        self.head = (DistilledHead(self.num_features, num_classes)
-                     if num_classes > 0 else nn.Identity())
 
     def fuse(self) -> nn.Module:
         """Deploy form: BN folded into convs, the two heads merged into one Linear."""

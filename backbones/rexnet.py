@@ -31,7 +31,7 @@ from ._fusion import fuse_conv_bn, fuse_modules
 from .checkpoint import CheckpointError
 from .multiscale import FAMILY_KEY_SIGNATURES
 from .timm_features import TimmFeaturesBackbone
-from .timm_models import feature_take_indices, register_family, run_intermediates
+from .timm_models import TimmClassifier, register_family
 
 __all__ = ['ReXNetLite', 'ReXNetBackbone', 'REXNET_ARCHS', 'ReXNetArch',
            'clovaai_to_timm', 'is_clovaai_rexnet']
@@ -150,7 +150,7 @@ def block_strides() -> List[int]:
             for depth, stride in zip(GROUP_DEPTHS, GROUP_STRIDES) for i in range(depth)]
 
 
-class ReXNetLite(nn.Module):
+class ReXNetLite(TimmClassifier):
     """ReXNet-lite ImageNet classifier (timm model), in clovaai's parameter layout."""
 
     def __init__(self, multiplier: float = 1.0, in_chans: int = 3, num_classes: int = 1000,
@@ -178,9 +178,9 @@ class ReXNetLite(nn.Module):
         # The entry of `features` that ends each level (the 1x1 conv after the last one feeds the head).
         self.stage_ends = [int(info['module'].split('.')[-1]) for info in self.feature_info]
         self.num_features = self.head_hidden_size = penultimate
-        self.output = self._head(num_classes)
+        self.output = self.make_head(num_classes)
 
-    def _head(self, num_classes: int) -> nn.Module:
+    def make_head(self, num_classes: int) -> nn.Module:
         """1x1 conv (bias) -> BN -> ReLU6 -> dropout -> 1x1 conv classifier, on pooled features."""
         if num_classes <= 0:
             return nn.Identity()
@@ -194,36 +194,25 @@ class ReXNetLite(nn.Module):
 
     def reset_classifier(self, num_classes: int, global_pool=None):
         self.num_classes = num_classes
-        self.output = self._head(num_classes)
+        self.output = self.make_head(num_classes)
+
+    # timm's feature API, as timm's RexNet: five levels at strides 2 to 32; the 1x1 conv after
+    # the last one feeds only the head, so pruning the head drops it too.
+    def trunk_steps(self):
+        return self.features
+
+    def level_ends(self):
+        return self.stage_ends
+
+    def keep_steps(self, count: int):
+        self.features = self.features[:count]
 
     def forward_features(self, x):
         return self.features(x)
 
-    def forward_intermediates(self, x: torch.Tensor, indices=None, norm: bool = False, stop_early: bool = False,
-                              output_fmt: str = 'NCHW', intermediates_only: bool = False):
-        """timm's API, as timm's RexNet: the five levels at strides 2 to 32 (``indices``: None
-        all, int n the last n), and the final features (after the 1x1 conv) unless
-        ``intermediates_only``. There is no norm to apply."""
-        x, intermediates = run_intermediates(x, self.features, self.stage_ends, indices, stop_early, output_fmt)
-        return intermediates if intermediates_only else (x, intermediates)
-
-    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False, prune_head: bool = True):
-        """Drop what follows the last level in ``indices``; the final 1x1 conv feeds only the
-        head, so it goes with it. Returns the level indices kept, as timm's RexNet."""
-        take, last = feature_take_indices(len(self.stage_ends), indices)
-        if not (prune_norm or prune_head or last < len(self.stage_ends) - 1):
-            return take
-        self.features = self.features[:self.stage_ends[last] + 1]
-        self.num_features = self.head_hidden_size = self.feature_info[last]['num_chs']
-        self.reset_classifier(0)
-        return take
-
     def forward_head(self, x, pre_logits: bool = False):
         x = x.mean((2, 3), keepdim=True)
         return x.flatten(1) if pre_logits else self.output(x).flatten(1)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
     def fuse(self) -> nn.Module:
         """Deploy form: every BN folded into the conv before it."""

@@ -7,11 +7,12 @@
 * :func:`run_intermediates`: the loop behind each model's ``forward_intermediates``, with
   timm's semantics for ``indices`` (None: all levels, int n: the last n, a sequence:
   those levels, negative from the end) and ``stop_early``.
+* :class:`TimmClassifier`: the base of this package's classifiers. A family lists its
+  trunk as ordered steps (each a module called on the previous output) and the step that
+  ends each feature level; the base class gives timm's ``forward_intermediates`` and
+  ``prune_intermediate_layers`` on them, and the head API (``forward``, ``get_classifier``,
+  ``reset_classifier``) on the family's ``make_head``.
 * :func:`stage_feature_info`: the feature_info of a four-stage trunk at strides 4 to 32.
-
-A family lists its trunk as ordered steps (each a module called on the previous output)
-and the step that ends each feature level; ``prune_intermediate_layers`` truncates the
-steps after the last level kept, as timm's own models do.
 """
 import functools
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -23,7 +24,7 @@ from torch import nn
 
 from .hub import fetch_pretrained
 
-__all__ = ['register_family', 'run_intermediates', 'stage_feature_info', 'feature_take_indices']
+__all__ = ['TimmClassifier', 'register_family', 'run_intermediates', 'stage_feature_info']
 
 Indices = Optional[Union[int, Sequence[int]]]
 
@@ -56,6 +57,71 @@ def run_intermediates(x: torch.Tensor, steps: Sequence[nn.Module], level_ends: S
         if position in taps:
             intermediates.append(x)
     return x, intermediates
+
+
+class TimmClassifier(nn.Module):
+    """An ImageNet classifier with timm's feature API, over a trunk of ordered steps.
+
+    A subclass sets ``feature_info``, ``num_features``, ``global_pool`` and ``head`` (or
+    overrides ``get_classifier`` / ``reset_classifier`` where its head has another name) and
+    defines :meth:`trunk_steps`, :meth:`level_ends`, :meth:`keep_steps`, :meth:`make_head`,
+    ``forward_features`` and ``forward_head``. No model here has a norm that applies to
+    the intermediates (their norms act on pooled features), so ``norm`` changes nothing.
+    """
+
+    def trunk_steps(self) -> Sequence[nn.Module]:
+        """The trunk's modules in forward order, each called on the previous output."""
+        raise NotImplementedError
+
+    def level_ends(self) -> Sequence[int]:
+        """For each feature level (``feature_info`` entry), the step that outputs it."""
+        raise NotImplementedError
+
+    def keep_steps(self, count: int) -> None:
+        """Truncate the trunk to its first ``count`` steps."""
+        raise NotImplementedError
+
+    def make_head(self, num_classes: int) -> nn.Module:
+        """The classifier on ``num_features`` pooled channels (Identity for 0 classes)."""
+        raise NotImplementedError
+
+    def forward_intermediates(self, x: torch.Tensor, indices: Indices = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = 'NCHW', intermediates_only: bool = False):
+        """timm's API: the outputs of feature levels ``indices`` (None: all; int n: the last
+        n; a sequence: those, negative from the end), and the final features unless
+        ``intermediates_only``."""
+        x, intermediates = run_intermediates(x, self.trunk_steps(), self.level_ends(), indices, stop_early,
+                                             output_fmt)
+        return intermediates if intermediates_only else (x, intermediates)
+
+    def prune_intermediate_layers(self, indices: Indices = 1, prune_norm: bool = False, prune_head: bool = True
+                                  ) -> List[int]:
+        """Drop the steps after the last level in ``indices``, and the head (sized for the
+        final features); returns the level indices kept, as timm's models do."""
+        ends = self.level_ends()
+        take, last = feature_take_indices(len(ends), indices)
+        if not (prune_norm or prune_head or last < len(ends) - 1):
+            return take
+        self.keep_steps(ends[last] + 1)
+        self.num_features = self.head_hidden_size = self.feature_info[last]['num_chs']
+        self.drop_head()
+        return take
+
+    def drop_head(self) -> None:
+        """What pruning does to the head: no classifier, no pooling (unpooled features out)."""
+        self.reset_classifier(0, '')
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        self.num_classes = num_classes
+        if global_pool is not None:
+            self.global_pool = global_pool
+        self.head = self.make_head(num_classes)
 
 
 def register_family(model_cls: Callable[..., nn.Module], models: Dict[str, dict], module: str,
