@@ -9,8 +9,9 @@ Representations" (https://github.com/suous/RecNeXt). Two series share the trunk:
 
 Parameter names follow the authors' checkpoints exactly, so their ``{'model': state_dict}``
 files load strictly. ``timm.create_model('recnext_m3')`` / ``('recnext_a3')`` builds the
-ImageNet classifier (``features_only=True`` and ``forward_intermediates`` work as in timm's models); :class:`RecNeXtBackbone` is the
-dense-prediction trunk that the mm glue registers as ``type='RecNeXt'``. Both take
+ImageNet classifier (``features_only=True`` and ``forward_intermediates`` work as in timm's
+models); :class:`RecNeXtBackbone` is the dense-prediction trunk that the mm glue registers
+as ``type='RecNeXt'``. Both take
 ``recconv=dict(mode=..., variant=..., kernel_size=...)`` (see :func:`recconv_options`) to
 swap in the paper's RecConv variants.
 """

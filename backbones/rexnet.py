@@ -222,39 +222,38 @@ class ReXNetLite(TimmClassifier):
         return fuse_modules(self)
 
 
-def _cfg(**kwargs) -> dict:
-    """timm's RexNet cfg (no download URL: clovaai's releases are on Google Drive)."""
-    return dict(dict(url='', num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7),
-                     crop_pct=0.875, interpolation='bicubic', mean=IMAGENET_DEFAULT_MEAN,
-                     std=IMAGENET_DEFAULT_STD, first_conv='stem.conv', classifier='head.fc',
-                     license='mit'), **kwargs)
+def _cfg(first_conv: str = 'stem.conv', classifier: str = 'head.fc') -> dict:
+    """timm's RexNet cfg; no download URL (clovaai's releases are on Google Drive)."""
+    return dict(url='', num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7),
+                crop_pct=0.875, interpolation='bicubic', mean=IMAGENET_DEFAULT_MEAN,
+                std=IMAGENET_DEFAULT_STD, first_conv=first_conv, classifier=classifier, license='mit')
 
 
-def _lite_cfg() -> dict:
-    return _cfg(first_conv='features.0', classifier='output.4')
-
-
+# The models registered here (timm registers the others): the lite ones and two plain widths.
 OWN_ARCHS = {spec.model: spec for spec in REXNET_ARCHS.values()
              if spec.series == 'lite' or (spec.series == 'rexnet' and spec.width_mult in OWN_WIDTHS)}
 # timm's register_model picks these up by module.
-default_cfgs = generate_default_cfgs({name: _lite_cfg() if spec.series == 'lite' else _cfg()
-                                      for name, spec in OWN_ARCHS.items()})
+default_cfgs = generate_default_cfgs({
+    name: _cfg('features.0', 'output.4') if spec.series == 'lite' else _cfg() for name, spec in OWN_ARCHS.items()})
 
 
-def _describe(name: str, arguments: dict) -> str:
-    if 'multiplier' in arguments:
-        return f"ReXNet-lite {arguments['multiplier']}x (clovaai ReXNetV1_lite(multiplier={arguments['multiplier']}))."
-    return (f"ReXNet {arguments['width_mult']}x: timm's RexNet(width_mult={arguments['width_mult']}), "
-            f"tensor for tensor clovaai's ReXNetV1(width_mult={arguments['width_mult']}).")
+def _describe_rexnet(name: str, arguments: dict) -> str:
+    width = arguments['width_mult']
+    return (f"ReXNet {width}x: timm's RexNet(width_mult={width}), clovaai's ReXNetV1(width_mult={width}) "
+            'tensor for tensor.')
+
+
+def _describe_lite(name: str, arguments: dict) -> str:
+    return f"ReXNet-lite {arguments['multiplier']}x (clovaai ReXNetV1_lite(multiplier={arguments['multiplier']}))."
 
 
 # flatten_sequential: the feature levels are entries of the 'features' Sequential (both models).
 globals().update(register_family(
     RexNet, {name: dict(width_mult=spec.width_mult) for name, spec in OWN_ARCHS.items() if spec.series == 'rexnet'},
-    __name__, _describe, dict(flatten_sequential=True)))
+    __name__, _describe_rexnet, dict(flatten_sequential=True)))
 globals().update(register_family(
     ReXNetLite, {name: dict(multiplier=spec.width_mult) for name, spec in OWN_ARCHS.items() if spec.series == 'lite'},
-    __name__, _describe, dict(flatten_sequential=True)))
+    __name__, _describe_lite, dict(flatten_sequential=True)))
 
 
 # ---- clovaai's full ReXNetV1 layout -> timm's ------------------------------------------
@@ -350,10 +349,10 @@ class ReXNetBackbone(TimmFeaturesBackbone):
     """ReXNet / ReXNet-R / ReXNet-lite trunk: stage features at strides 4/8/16/32.
 
     Registered in mmdet's and mmseg's MODELS as ``type='ReXNet'``; ``arch`` is the width
-    ('0.9', '1.0', '1.3', '1.5', '2.0', '2.2', '3.0'), 'r_<width>' for ReXNet-R (1.0 to 3.0
-    as timm), or 'lite_<width>' ('lite_1.0', 'lite_1.3', 'lite_1.5', 'lite_2.0'). ``init_cfg`` takes a timm classifier
-    checkpoint, a clovaai one (full or lite), or a converted backbone checkpoint. The lite
-    archs have a deploy form (BN folded); timm's ReXNets do not.
+    ('0.9', '1.0', '1.3', '1.5', '2.0', '2.2', '3.0'), 'r_<width>' for ReXNet-R (1.0 to 3.0,
+    as timm), or 'lite_<width>' ('lite_1.0', 'lite_1.3', 'lite_1.5', 'lite_2.0'). ``init_cfg``
+    takes a timm classifier checkpoint, a clovaai one (full or lite), or a converted backbone
+    checkpoint. The lite archs have a deploy form (BN folded); timm's ReXNets do not.
     """
 
     family = 'ReXNet'
