@@ -131,20 +131,21 @@ def timm_levels(model, x):
         return model.eval().forward_intermediates(x, indices=[1, 2, 3, 4], intermediates_only=True)
 
 
-@pytest.mark.parametrize('layout', ['clovaai', 'timm'])
-def test_converter_output_computes_timm_rexnet_100_features(clovaai_100, tmp_path, layout, capsys):
-    """convert_to_backbone_weights --verify on either layout; the backbone then gives the
-    same features as timm's rexnet_100 holding the same weights."""
-    _, clovaai_state = clovaai_100
+@pytest.mark.parametrize('arch, layout', [('1.0', 'clovaai'), ('1.0', 'timm'), ('0.9', 'clovaai'), ('2.2', 'clovaai')])
+def test_converter_output_computes_timm_rexnet_features(tmp_path, arch, layout, capsys):
+    """convert_to_backbone_weights --verify on either layout (clovaai's at the new widths
+    too); the backbone then gives the same features as timm's classifier holding the same
+    weights."""
+    _, clovaai_state = clovaai_weights(arch)
     timm_state = clovaai_to_timm(clovaai_state)
     source = tmp_path / 'release.pth'
     torch.save(clovaai_state if layout == 'clovaai' else {'state_dict': timm_state}, source)
-    assert convert(['--model', 'rexnet_100', '--checkpoint', str(source),
-                    '--output-dir', str(tmp_path), '--verify']) == 0
-    backbone = ReXNetBackbone('1.0')
+    model = REXNET_ARCHS[arch].model
+    assert convert(['--model', model, '--checkpoint', str(source), '--output-dir', str(tmp_path), '--verify']) == 0
+    backbone = ReXNetBackbone(arch)
     assert f'ok: {len(backbone.state_dict())} tensors, 0 cropped' in capsys.readouterr().out
-    backbone.load_state_dict(torch.load(tmp_path / 'rexnet_100_backbone.pth')['state_dict'], strict=True)
-    classifier = timm.create_model('rexnet_100')
+    backbone.load_state_dict(torch.load(tmp_path / f'{model}_backbone.pth')['state_dict'], strict=True)
+    classifier = timm.create_model(model)
     classifier.load_state_dict(timm_state)
     x = torch.randn(1, 3, 97, 131)
     for ours, theirs in zip(eval_features(backbone, x), timm_levels(classifier, x), strict=True):
