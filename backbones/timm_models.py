@@ -18,11 +18,12 @@ import functools
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from timm.models import build_model_with_cfg, register_model
+from timm.models import build_model_with_cfg, register_model, resolve_pretrained_cfg
 from timm.models._features import feature_take_indices
 from torch import nn
 
 from .hub import fetch_pretrained
+from .multiscale import BackboneConfigError
 
 __all__ = ['TimmClassifier', 'register_family', 'run_intermediates', 'stage_feature_info']
 
@@ -124,6 +125,16 @@ class TimmClassifier(nn.Module):
         self.head = self.make_head(num_classes)
 
 
+def refuse_missing_release(name: str, kwargs: dict) -> None:
+    """``pretrained=True`` where no weights are known: timm would only warn and go on with
+    random weights, so this says so and stops."""
+    cfg = resolve_pretrained_cfg(name, pretrained_cfg=kwargs.get('pretrained_cfg'),
+                                 pretrained_cfg_overlay=kwargs.get('pretrained_cfg_overlay'))
+    if not (cfg.url or cfg.file or cfg.state_dict or cfg.hf_hub_id):
+        raise BackboneConfigError(f'{name} has no released weights: build it with pretrained=False, or load '
+                                  'your own with pretrained_cfg_overlay=dict(file=PATH)')
+
+
 def register_family(model_cls: Callable[..., nn.Module], models: Dict[str, dict], module: str,
                     describe: Callable[[str, dict], str], feature_cfg: Optional[dict] = None
                     ) -> Dict[str, Callable[..., nn.Module]]:
@@ -142,6 +153,8 @@ def register_family(model_cls: Callable[..., nn.Module], models: Dict[str, dict]
         build = functools.partial(model_cls, **arguments)
 
         def factory(pretrained: bool = False, _name: str = name, _build=build, **kwargs) -> nn.Module:
+            if pretrained:
+                refuse_missing_release(_name, kwargs)
             return build_model_with_cfg(_build, _name, pretrained, feature_cfg=dict(feature_cfg or {}),
                                         **fetch_pretrained(_name, pretrained, kwargs))
         factory.__name__ = factory.__qualname__ = name

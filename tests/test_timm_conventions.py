@@ -15,6 +15,7 @@ import torch
 from conftest import set_reference_weights
 
 from mm_efficient_backbones import backbones
+from mm_efficient_backbones.backbones import BackboneConfigError
 
 # Every timm model of the project: its own registrations and the timm models its mm
 # backbones wrap (MODEL_TO_BACKBONE names them all).
@@ -82,6 +83,8 @@ def test_features_only_and_forward_intermediates_give_the_stage_outputs(classifi
         assert_same(everything, stages)
         torch.testing.assert_close(final, model.forward_features(x), rtol=0, atol=0)
         assert_same(model.forward_intermediates(x, indices=2, intermediates_only=True), stages[-2:])
+        # No model has a norm that applies to its intermediates: norm=True changes nothing.
+        assert_same(model.forward_intermediates(x, norm=True, intermediates_only=True), stages)
         assert_same(model.forward_intermediates(x, indices=[0, -1], intermediates_only=True),
                     [stages[0], stages[-1]])
         # stop_early ends at the last level taken: the final features are that level's.
@@ -113,3 +116,21 @@ def test_nchw_is_the_only_output_format():
     model = timm.create_model('convnext_tiny_2d')
     with pytest.raises(ValueError, match="'NCHW' features only"):
         model.forward_intermediates(torch.randn(1, 3, 32, 32), output_fmt='NHWC')
+
+
+@pytest.mark.parametrize('name', ['rexnet_090', 'rexnet_220', 'rexnet_lite_100', 'convnext_tiny_1d'])
+def test_pretrained_without_a_release_is_refused_in_one_line(name):
+    """timm would warn and return random weights; these models have no released weights."""
+    with pytest.raises(BackboneConfigError) as error:
+        timm.create_model(name, pretrained=True)
+    assert str(error.value) == (f'{name} has no released weights: build it with pretrained=False, or load '
+                                'your own with pretrained_cfg_overlay=dict(file=PATH)')
+
+
+def test_pretrained_from_a_local_file_loads_it(tmp_path):
+    source = set_reference_weights(timm.create_model('rexnet_090'))
+    torch.save(source.state_dict(), tmp_path / 'rexnet_090.pth')
+    model = timm.create_model('rexnet_090', pretrained=True,
+                              pretrained_cfg_overlay=dict(file=str(tmp_path / 'rexnet_090.pth')))
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
