@@ -30,10 +30,9 @@ __all__ = ['TimmClassifier', 'register_family', 'run_intermediates', 'stage_feat
 Indices = Optional[Union[int, Sequence[int]]]
 
 
-def stage_feature_info(dims: Sequence[int], module: str = 'stages') -> List[dict]:
-    """feature_info of stages ``<module>.0`` ... at strides 4, 8, 16, 32 with widths ``dims``."""
-    return [dict(num_chs=dim, reduction=4 * 2 ** index, module=f'{module}.{index}')
-            for index, dim in enumerate(dims)]
+def stage_feature_info(dims: Sequence[int]) -> List[dict]:
+    """feature_info of modules ``stages.0`` ... at strides 4, 8, 16, 32 with widths ``dims``."""
+    return [dict(num_chs=dim, reduction=4 * 2 ** index, module=f'stages.{index}') for index, dim in enumerate(dims)]
 
 
 def run_intermediates(x: torch.Tensor, steps: Sequence[nn.Module], level_ends: Sequence[int],
