@@ -23,7 +23,7 @@ MM_BACKBONES = {
 # timm classifier name -> (backbone class, arch): what convert_to_backbone_weights targets.
 MODEL_TO_BACKBONE = {f'recnext_{arch}': (RecNeXtBackbone, arch) for arch in RECNEXT_ARCHS}
 MODEL_TO_BACKBONE.update({f'repnext_{arch}': (RepNeXtBackbone, arch) for arch in REPNEXT_ARCHS})
-MODEL_TO_BACKBONE.update({model: (ReXNetBackbone, arch) for arch, model in REXNET_ARCHS.items()})
+MODEL_TO_BACKBONE.update({spec.model: (ReXNetBackbone, arch) for arch, spec in REXNET_ARCHS.items()})
 # convnext_tiny_1d ... convnext_base_2dpp (Oriented1D's `--model convnext_tiny --variant 1d`).
 MODEL_TO_BACKBONE.update(MODEL_TO_CONVNEXT1D)
 

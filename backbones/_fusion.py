@@ -8,27 +8,35 @@ import torch
 from torch import nn
 
 
-@torch.no_grad()
-def fuse_conv_bn(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Conv2d:
-    """Return a conv with bias equal to ``norm(conv(x))`` in eval mode."""
+def bn_scale_shift(norm: nn.modules.batchnorm._BatchNorm):
+    """(scale, shift) with ``norm(x) == scale * x + shift`` per channel in eval mode."""
     scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-    bias = norm.bias - scale * norm.running_mean
-    if conv.bias is not None:
-        bias = bias + scale * conv.bias
+    return scale, norm.bias - scale * norm.running_mean
+
+
+@torch.no_grad()
+def scale_conv_output(conv: nn.Conv2d, scale: torch.Tensor, shift: torch.Tensor) -> nn.Conv2d:
+    """Return a conv equal to ``scale * conv(x) + shift`` per output channel."""
     fused = nn.Conv2d(
         conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
         padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
         padding_mode=conv.padding_mode, device=conv.weight.device, dtype=conv.weight.dtype)
     fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+    bias = shift if conv.bias is None else shift + scale * conv.bias
     fused.bias.copy_(bias)
     return fused
 
 
 @torch.no_grad()
+def fuse_conv_bn(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Conv2d:
+    """Return a conv with bias equal to ``norm(conv(x))`` in eval mode."""
+    return scale_conv_output(conv, *bn_scale_shift(norm))
+
+
+@torch.no_grad()
 def fuse_bn_linear(norm: nn.BatchNorm1d, linear: nn.Linear) -> nn.Linear:
     """Return a linear layer equal to ``linear(norm(x))`` in eval mode."""
-    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-    shift = norm.bias - scale * norm.running_mean
+    scale, shift = bn_scale_shift(norm)
     fused = nn.Linear(linear.in_features, linear.out_features, bias=True,
                       device=linear.weight.device, dtype=linear.weight.dtype)
     fused.weight.copy_(linear.weight * scale.view(1, -1))
@@ -51,12 +59,6 @@ def fuse_modules(module: nn.Module) -> nn.Module:
 
 
 # ---- structural reparameterisation: kernels that sum or compose into one ---------------
-def bn_scale_shift(norm: nn.modules.batchnorm._BatchNorm):
-    """(scale, shift) with ``norm(x) == scale * x + shift`` per channel in eval mode."""
-    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-    return scale, norm.bias - scale * norm.running_mean
-
-
 def pad_kernel(weight: torch.Tensor, size) -> torch.Tensor:
     """Zero-pad a conv weight's (kh, kw) around its centre to ``size``.
 
@@ -86,19 +88,6 @@ def compose_row_column(row: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
     (a (1, s) then (s, 1) stride is an (s, s) stride).
     """
     return column * row
-
-
-@torch.no_grad()
-def scale_conv_output(conv: nn.Conv2d, scale: torch.Tensor, shift: torch.Tensor) -> nn.Conv2d:
-    """Return a conv equal to ``scale * conv(x) + shift`` per output channel."""
-    fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-        padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
-        padding_mode=conv.padding_mode, device=conv.weight.device, dtype=conv.weight.dtype)
-    fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-    bias = shift if conv.bias is None else shift + scale * conv.bias
-    fused.bias.copy_(bias)
-    return fused
 
 
 @torch.no_grad()

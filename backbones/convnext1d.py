@@ -17,32 +17,39 @@ Variants (``block`` = what replaces ConvNeXt's 7x7 depthwise conv):
 
 In 1d, 1dpp and 2dpp the angles of odd blocks of a stage are turned by 90 degrees.
 
-``timm.create_model('convnext_tiny_1dpp')`` builds the ImageNet classifier;
+``timm.create_model('convnext_tiny_1dpp')`` builds the ImageNet classifier (``features_only=True``
+works, through its ``forward_intermediates``);
 :class:`ConvNeXt1DBackbone` is the dense-prediction trunk registered as
 ``type='ConvNeXt1D', arch='tiny', variant='1dpp'``, with the authors' smaller downstream
 kernels and a channels-first LayerNorm on each output.
 """
 import functools
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, LayerNorm2d, trunc_normal_
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs
 from torch import nn
 
 from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
 from .oriented_conv import OrientedConv1d
+from .timm_models import TimmClassifier, register_family, stage_feature_info
 
 __all__ = ['ConvNeXt1D', 'ConvNeXt1DBackbone', 'CONVNEXT1D_ARCHS', 'CONVNEXT1D_VARIANTS']
 
-# arch -> (dims, depths, default drop path rate of the ImageNet recipe)
+class ConvNeXt1DArch(NamedTuple):
+    dims: Tuple[int, ...]
+    depths: Tuple[int, ...]
+    drop_path_rate: float  # default of the ImageNet recipe
+
+
 CONVNEXT1D_ARCHS = {
-    'tiny': ((96, 192, 384, 768), (3, 3, 9, 3), 0.1),
-    'base': ((128, 256, 512, 1024), (3, 3, 27, 3), 0.5),
+    'tiny': ConvNeXt1DArch((96, 192, 384, 768), (3, 3, 9, 3), 0.1),
+    'base': ConvNeXt1DArch((128, 256, 512, 1024), (3, 3, 27, 3), 0.5),
     # Reduced width for demos and tests only: no weights are released for it.
-    'demo': ((16, 32, 64, 128), (1, 2, 2, 1), 0.0),
+    'demo': ConvNeXt1DArch((16, 32, 64, 128), (1, 2, 2, 1), 0.0),
 }
 CONVNEXT1D_VARIANTS = ('1d', '1dpp', '2d', '2dpp')
 # Per stage: (block kernel,) or (block kernel, hidden-layer kernel).
@@ -153,20 +160,20 @@ def build_trunk(arch: str, variant: str, kernels: Sequence[Sequence[int]], in_ch
                 drop_path_rate: float = 0.0):
     """downsample_layers (stem first), stages and their feature_info, shared by the
     classifier and the backbone."""
-    dims, depths, _ = CONVNEXT1D_ARCHS[arch]
+    spec = CONVNEXT1D_ARCHS[arch]
+    dims, depths = spec.dims, spec.depths
     stem = (Stem1D(in_channels, dims[0], STEM_KERNEL[variant]) if variant in STEM_KERNEL
             else patchify_stem(in_channels, dims[0]))
     downsample_layers = nn.ModuleList([stem] + [downsample(dims[i], dims[i + 1]) for i in range(3)])
     rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()  # cpu: also under meta
-    stages, info, start = nn.ModuleList(), [], 0
-    for index, (dim, depth, stage_kernels) in enumerate(zip(dims, depths, kernels)):
+    stages, start = nn.ModuleList(), 0
+    for dim, depth, stage_kernels in zip(dims, depths, kernels):
         blocks = [Block(dim, variant, *stage_kernels, drop_path=rates[start + j],
                         angle_offset=(j % 2) / 2 if rotates_odd_blocks(variant) else 0.0)
                   for j in range(depth)]
         stages.append(nn.Sequential(*blocks))
-        info.append(dict(num_chs=dim, reduction=4 * 2 ** index, module=f'stages.{index}'))
         start += depth
-    return downsample_layers, stages, info
+    return downsample_layers, stages, stage_feature_info(dims)
 
 
 def _init_weights(module: nn.Module):
@@ -176,21 +183,21 @@ def _init_weights(module: nn.Module):
             nn.init.zeros_(module.bias)
 
 
-class ConvNeXt1D(nn.Module):
+class ConvNeXt1D(TimmClassifier):
     """ConvNeXt-1D/1D++/2D/2D++ ImageNet classifier (timm model)."""
 
     def __init__(self, arch: str = 'tiny', variant: str = '1dpp', in_chans: int = 3, num_classes: int = 1000,
                  global_pool: str = 'avg', drop_rate: float = 0.0, drop_path_rate: Optional[float] = None):
         super().__init__()
         if drop_path_rate is None:
-            drop_path_rate = CONVNEXT1D_ARCHS[arch][2]
+            drop_path_rate = CONVNEXT1D_ARCHS[arch].drop_path_rate
         self.variant, self.num_classes, self.global_pool = check_variant(variant), num_classes, global_pool
         self.downsample_layers, self.stages, self.feature_info = build_trunk(
             arch, variant, CLASSIFIER_KERNELS[variant], in_chans, drop_path_rate)
         self.num_features = self.head_hidden_size = self.feature_info[-1]['num_chs']
         self.norm = nn.LayerNorm(self.num_features, eps=1e-6)  # after global pooling
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = self.make_head(num_classes)
         self.apply(_init_weights)
 
     def forward_features(self, x):
@@ -198,23 +205,29 @@ class ConvNeXt1D(nn.Module):
             x = stage(downsample_layer(x))
         return x
 
+    def trunk_steps(self) -> List[nn.Module]:
+        """downsample_layers[i] then stages[i], for each stage."""
+        return [layer for pair in zip(self.downsample_layers, self.stages) for layer in pair]
+
+    def level_ends(self) -> List[int]:
+        return [2 * index + 1 for index in range(len(self.stages))]
+
+    def keep_steps(self, count: int):
+        self.downsample_layers = self.downsample_layers[:count // 2]
+        self.stages = self.stages[:count // 2]
+
+    def make_head(self, num_classes: int) -> nn.Module:
+        return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def drop_head(self):
+        super().drop_head()
+        self.norm = nn.Identity()  # it normalises pooled features: part of the head
+
     def forward_head(self, x, pre_logits: bool = False):
         if self.global_pool == 'avg':
             x = x.mean((2, 3))
         x = self.head_drop(self.norm(x))
         return x if pre_logits else self.head(x)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self):
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool=None):
-        self.num_classes = num_classes
-        if global_pool is not None:
-            self.global_pool = global_pool
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
 class ConvNeXt1DBackbone(MultiScaleBackbone):
@@ -290,23 +303,16 @@ default_cfgs = generate_default_cfgs({
     for arch in TIMM_ARCHS for variant in CONVNEXT1D_VARIANTS})
 
 
-def _register(arch: str, variant: str):
-    name = f'convnext_{arch}_{variant}'
-
-    def factory(pretrained: bool = False, **kwargs) -> ConvNeXt1D:
-        # features_only is not offered: dense prediction uses ConvNeXt1DBackbone.
-        # A partial, since build_model_with_cfg has a `variant` argument of its own (the model name).
-        model_cls = functools.partial(ConvNeXt1D, variant=variant)
-        return build_model_with_cfg(model_cls, name, pretrained, arch=arch, **kwargs)
-    factory.__name__ = name
-    factory.__doc__ = f'ConvNeXt-{arch.capitalize()}-{variant.upper()} (Oriented1D).'
-    factory.__module__ = __name__
-    return register_model(factory)
+def _describe(name: str, arguments: dict) -> str:
+    return f"ConvNeXt-{arguments['arch'].capitalize()}-{arguments['variant'].upper()} (Oriented1D)."
 
 
-for _arch in TIMM_ARCHS:
-    for _variant in CONVNEXT1D_VARIANTS:
-        globals()[f'convnext_{_arch}_{_variant}'] = _register(_arch, _variant)
+# features_only goes through forward_intermediates (timm's 'getter'): each stage follows its
+# downsample layer, which lives in another container, so there is no flat module order.
+globals().update(register_family(
+    ConvNeXt1D, {f'convnext_{arch}_{variant}': dict(arch=arch, variant=variant)
+                 for arch in TIMM_ARCHS for variant in CONVNEXT1D_VARIANTS},
+    __name__, _describe, dict(feature_cls='getter', out_indices=(0, 1, 2, 3))))
 
 MODEL_TO_CONVNEXT1D: Dict[str, tuple] = {
     f'convnext_{arch}_{variant}': (ConvNeXt1DBackbone.for_variant(variant), arch)

@@ -9,23 +9,25 @@ Representations" (https://github.com/suous/RecNeXt). Two series share the trunk:
 
 Parameter names follow the authors' checkpoints exactly, so their ``{'model': state_dict}``
 files load strictly. ``timm.create_model('recnext_m3')`` / ``('recnext_a3')`` builds the
-ImageNet classifier (``features_only=True`` works); :class:`RecNeXtBackbone` is the
-dense-prediction trunk that the mm glue registers as ``type='RecNeXt'``. Both take
+ImageNet classifier (``features_only=True`` and ``forward_intermediates`` work as in timm's
+models); :class:`RecNeXtBackbone` is the dense-prediction trunk that the mm glue registers
+as ``type='RecNeXt'``. Both take
 ``recconv=dict(mode=..., variant=..., kernel_size=...)`` (see :func:`recconv_options`) to
 swap in the paper's RecConv variants.
 """
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs
 from torch import nn
 
 from ._fusion import fuse_bn_linear, fuse_conv_bn, fuse_modules
 from .depthwise import DepthwiseConv2d
-from .hub import fetch_pretrained, timm_release_cfgs
+from .hub import timm_release_cfgs
 from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
+from .timm_models import TimmClassifier, register_family, stage_feature_info
 
 __all__ = ['RecNeXt', 'RecNeXtBackbone', 'RecConv2d', 'RecAttn2d', 'LinearAttention',
            'RECNEXT_ARCHS', 'recconv_options']
@@ -361,15 +363,38 @@ class Stem(nn.Module):
 
 
 class Stage(nn.Module):
-    def __init__(self, spec: RecNeXtArch, index: int, in_channels: int, drop_paths: Sequence[float],
-                 options: dict):
+    """A MetaNeXt stage: downsampling (Identity in stage 0), then blocks (keys .downsample, .blocks.N).
+
+    RecNeXt and RepNeXt share it through :func:`metanext_trunk`; only their blocks and
+    downsampling layers differ.
+    """
+
+    def __init__(self, downsample: nn.Module, blocks: Sequence[nn.Module]):
         super().__init__()
-        channels = spec.dims[index]
-        self.downsample = Downsample(in_channels, spec.mlp_ratio) if index > 0 else nn.Identity()
-        self.blocks = nn.Sequential(*(make_block(spec, channels, index, rate, options) for rate in drop_paths))
+        self.downsample = downsample
+        self.blocks = nn.Sequential(*blocks)
 
     def forward(self, x):
         return self.blocks(self.downsample(x))
+
+
+def metanext_trunk(dims: Sequence[int], depths: Sequence[int], drop_paths: Sequence[float], in_chans: int,
+                   make_downsample: Callable[[int], nn.Module],
+                   make_stage_block: Callable[[int, int, float], nn.Module]
+                   ) -> Tuple[Stem, nn.Sequential, List[dict]]:
+    """Stem, four stages and their feature_info of a MetaNeXt family.
+
+    ``drop_paths`` has one rate per block; ``make_downsample(in_channels)`` builds the
+    stride-2 layer that opens stages 1-3; ``make_stage_block(channels, stage, drop_path)``
+    builds one block.
+    """
+    stages, start = [], 0
+    for index, (dim, depth) in enumerate(zip(dims, depths)):
+        downsample = make_downsample(dims[index - 1]) if index > 0 else nn.Identity()
+        blocks = [make_stage_block(dim, index, rate) for rate in drop_paths[start:start + depth]]
+        stages.append(Stage(downsample, blocks))
+        start += depth
+    return Stem(in_chans, dims[0]), nn.Sequential(*stages), stage_feature_info(dims)
 
 
 def build_trunk(arch: str, in_chans: int = 3, drop_path_rate: float = 0.0, recconv: Optional[dict] = None
@@ -377,16 +402,11 @@ def build_trunk(arch: str, in_chans: int = 3, drop_path_rate: float = 0.0, recco
     """Stem, stages and their feature_info (shared by the classifier and the backbone)."""
     spec = RECNEXT_ARCHS[arch]
     options = recconv_options(recconv, spec.attention)
-    dims, depths = spec.dims, spec.depths
     # The authors give every block the same drop-path rate (no linear rise over depth).
-    rates = [drop_path_rate] * sum(depths)
-    stages, info, start, in_channels = [], [], 0, dims[0]
-    for index, (dim, depth) in enumerate(zip(dims, depths)):
-        stages.append(Stage(spec, index, in_channels, rates[start:start + depth], options))
-        info.append(dict(num_chs=dim, reduction=4 * 2 ** index, module=f'stages.{index}'))
-        start += depth
-        in_channels = dim
-    return Stem(in_chans, dims[0]), nn.Sequential(*stages), info
+    rates = [drop_path_rate] * sum(spec.depths)
+    return metanext_trunk(spec.dims, spec.depths, rates, in_chans,
+                          lambda channels: Downsample(channels, spec.mlp_ratio),
+                          lambda channels, stage, rate: make_block(spec, channels, stage, rate, options))
 
 
 class NormLinear(nn.Sequential):
@@ -426,7 +446,7 @@ class DistilledHead(nn.Module):
         return head
 
 
-class RecNeXt(nn.Module):
+class RecNeXt(TimmClassifier):
     """RecNeXt ImageNet classifier (timm model), M- or A-series by ``arch``.
 
     A MetaNeXt family with the same stem and head (RepNeXt) subclasses it and replaces
@@ -442,7 +462,7 @@ class RecNeXt(nn.Module):
         super().__init__()
         if drop_path_rate is None:
             # The ImageNet recipe's default; the authors train the distilled models without.
-            drop_path_rate = 0.0 if distillation else self.archs[arch][2]
+            drop_path_rate = 0.0 if distillation else self.archs[arch].drop_path_rate
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.stem, self.stages, self.feature_info = self.build_trunk(arch, in_chans, drop_path_rate,
@@ -455,24 +475,23 @@ class RecNeXt(nn.Module):
     def forward_features(self, x):
         return self.stages(self.stem(x))
 
+    def trunk_steps(self):
+        return [self.stem, *self.stages]
+
+    def level_ends(self):
+        return range(1, len(self.stages) + 1)
+
+    def keep_steps(self, count: int):
+        self.stages = self.stages[:count - 1]
+
+    def make_head(self, num_classes: int) -> nn.Module:
+        return DistilledHead(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
     def forward_head(self, x, pre_logits: bool = False):
         if self.global_pool == 'avg':
             x = x.mean((2, 3))
         x = self.head_drop(x)
         return x if pre_logits else self.head(x)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self):
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool=None):
-        self.num_classes = num_classes
-        if global_pool is not None:
-            self.global_pool = global_pool
-        self.head = (DistilledHead(self.num_features, num_classes)
-                     if num_classes > 0 else nn.Identity())
 
     def fuse(self) -> nn.Module:
         """Deploy form: BN folded into convs, the two heads merged into one Linear."""
@@ -628,27 +647,17 @@ def _cfg(**kwargs) -> dict:
 default_cfgs = generate_default_cfgs(timm_release_cfgs([f'recnext_{arch}' for arch in RECNEXT_ARCHS], _cfg))
 
 
-def register_models(model_cls, prefix: str, family: str, module: str) -> dict:
-    """Register a timm factory ``<prefix>_<arch>`` for each of ``model_cls.archs``.
-
-    ``module`` must define ``default_cfgs`` (timm looks it up there); returns the
-    factories by name, for the module's globals.
-    """
-    factories = {}
-    for arch, spec in model_cls.archs.items():
-        name, dims, depths = f'{prefix}_{arch}', spec[0], spec[1]
-
-        def factory(pretrained: bool = False, _name=name, _arch=arch, **kwargs):
-            out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
-            return build_model_with_cfg(
-                model_cls, _name, pretrained, arch=_arch,
-                feature_cfg=dict(flatten_sequential=True, out_indices=out_indices),
-                **fetch_pretrained(_name, pretrained, kwargs))
-        factory.__name__ = name
-        factory.__doc__ = f'{family}-{arch.upper()} (dims {dims}, depths {depths}).'
-        factory.__module__ = module
-        factories[name] = register_model(factory)
-    return factories
+# Features at the four stages; flatten_sequential hoists `stages` so that each is a level.
+METANEXT_FEATURE_CFG = dict(flatten_sequential=True, out_indices=(0, 1, 2, 3))
 
 
-globals().update(register_models(RecNeXt, 'recnext', 'RecNeXt', __name__))
+def register_metanext(model_cls, prefix: str, family: str, module: str) -> dict:
+    """Register ``<prefix>_<arch>`` for each of ``model_cls.archs`` (RecNeXt and RepNeXt)."""
+    def describe(name: str, arguments: dict) -> str:
+        spec = model_cls.archs[arguments['arch']]
+        return f"{family}-{arguments['arch'].upper()} (dims {spec.dims}, depths {spec.depths})."
+    models = {f'{prefix}_{arch}': dict(arch=arch) for arch in model_cls.archs}
+    return register_family(model_cls, models, module, describe, METANEXT_FEATURE_CFG)
+
+
+globals().update(register_metanext(RecNeXt, 'recnext', 'RecNeXt', __name__))

@@ -22,7 +22,7 @@ Deploy forms, each equal to the training form in eval mode:
    directly, for weights saved by ``tools/reparameterize.py``.
 """
 import re
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -36,21 +36,27 @@ from ._fusion import (bn_scale_shift, compose_row_column, depthwise_conv, dilate
 from .checkpoint import CheckpointError, load_checkpoint_file, unwrap_state_dict
 from .hub import download, timm_release_cfgs
 from .multiscale import FAMILY_KEY_SIGNATURES, MultiScaleBackbone, logger
-from .recnext import ConvNorm, RecNeXt, Stem, _cfg, conv_mlp, register_models
+from .recnext import ConvNorm, RecNeXt, Stem, _cfg, conv_mlp, metanext_trunk, register_metanext
 
 __all__ = ['RepNeXt', 'RepNeXtBackbone', 'ChunkConv', 'CopyConv', 'SingleKernelChunkConv',
            'REPNEXT_ARCHS', 'collapse_chunk_convs']
 
 MLP_RATIO = 2  # hidden width of every MLP, as in RecNeXt-M
-# arch -> (embed dims, depths, default drop path rate). The authors' model has no
-# stochastic depth, so every default is 0.
+
+
+class RepNeXtArch(NamedTuple):
+    dims: Tuple[int, ...]
+    depths: Tuple[int, ...]
+    drop_path_rate: float  # default; the authors' model has no stochastic depth, so every one is 0
+
+
 REPNEXT_ARCHS = {
-    'm0': ((40, 80, 160, 320), (2, 2, 9, 1), 0.0),
-    'm1': ((48, 96, 192, 384), (3, 3, 15, 2), 0.0),
-    'm2': ((56, 112, 224, 448), (3, 3, 15, 2), 0.0),
-    'm3': ((64, 128, 256, 512), (3, 3, 13, 2), 0.0),
-    'm4': ((64, 128, 256, 512), (5, 5, 25, 4), 0.0),
-    'm5': ((80, 160, 320, 640), (7, 7, 35, 2), 0.0),
+    'm0': RepNeXtArch((40, 80, 160, 320), (2, 2, 9, 1), 0.0),
+    'm1': RepNeXtArch((48, 96, 192, 384), (3, 3, 15, 2), 0.0),
+    'm2': RepNeXtArch((56, 112, 224, 448), (3, 3, 15, 2), 0.0),
+    'm3': RepNeXtArch((64, 128, 256, 512), (3, 3, 13, 2), 0.0),
+    'm4': RepNeXtArch((64, 128, 256, 512), (5, 5, 25, 4), 0.0),
+    'm5': RepNeXtArch((80, 160, 320, 640), (7, 7, 35, 2), 0.0),
 }
 LARGE_KERNEL = 11
 # The small branch (its 3x3, or the conv it fuses into) exists only in RepNeXt checkpoints.
@@ -282,29 +288,14 @@ class Downsample(nn.Module):
         return self
 
 
-class Stage(nn.Module):
-    def __init__(self, in_channels: int, channels: int, drop_paths: Sequence[float], downsample: bool):
-        super().__init__()
-        self.downsample = Downsample(in_channels) if downsample else nn.Identity()
-        self.blocks = nn.Sequential(*(RepNeXtBlock(channels, rate) for rate in drop_paths))
-
-    def forward(self, x):
-        return self.blocks(self.downsample(x))
-
-
 def build_trunk(arch: str, in_chans: int = 3, drop_path_rate: float = 0.0
                 ) -> Tuple[Stem, nn.Sequential, List[dict]]:
     """Stem, stages and their feature_info (shared by the classifier and the backbone)."""
-    dims, depths, _ = REPNEXT_ARCHS[arch]
+    spec = REPNEXT_ARCHS[arch]
     # On the CPU even under a meta default device (shape-only builds), since .tolist() reads it.
-    rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
-    stages, info, start, in_channels = [], [], 0, dims[0]
-    for index, (dim, depth) in enumerate(zip(dims, depths)):
-        stages.append(Stage(in_channels, dim, rates[start:start + depth], downsample=index > 0))
-        info.append(dict(num_chs=dim, reduction=4 * 2 ** index, module=f'stages.{index}'))
-        start += depth
-        in_channels = dim
-    return Stem(in_chans, dims[0]), nn.Sequential(*stages), info
+    rates = torch.linspace(0, drop_path_rate, sum(spec.depths), device='cpu').tolist()
+    return metanext_trunk(spec.dims, spec.depths, rates, in_chans, Downsample,
+                          lambda channels, stage, rate: RepNeXtBlock(channels, rate))
 
 
 class RepNeXt(RecNeXt):
@@ -379,4 +370,4 @@ def _holds_training_form(checkpoint: str) -> bool:
 default_cfgs = generate_default_cfgs(timm_release_cfgs([f'repnext_{arch}' for arch in REPNEXT_ARCHS], _cfg))
 
 
-globals().update(register_models(RepNeXt, 'repnext', 'RepNeXt', __name__))
+globals().update(register_metanext(RepNeXt, 'repnext', 'RepNeXt', __name__))

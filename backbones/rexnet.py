@@ -5,7 +5,9 @@ Reference: Han et al., "Rethinking Channel Dimensions for Efficient Model Design
 
 * ReXNet (``rexnet_100`` ... ``rexnet_300``) and ReXNet-R (``rexnetr_*``, channels rounded
   to multiples of 8) are timm's own models; they are used through timm's features API and
-  not re-implemented here.
+  not re-implemented here. ``rexnet_090`` and ``rexnet_220``, the widths of clovaai's
+  COCO results, are timm's ``RexNet(width_mult=0.9 / 2.2)``, registered here (timm
+  registers only 1.0/1.3/1.5/2.0/3.0); clovaai released no ImageNet weights for them.
 * ReXNet-lite (no SE, ReLU6 everywhere) exists only in clovaai's repository. It is
   implemented below and registered with timm as ``rexnet_lite_100/_130/_150/_200``; its
   parameter names are clovaai's exactly, so their lite checkpoints load strictly.
@@ -16,35 +18,52 @@ Reference: Han et al., "Rethinking Channel Dimensions for Efficient Model Design
 :class:`ReXNetBackbone` is the dense-prediction trunk registered as ``type='ReXNet'``.
 """
 import re
-from typing import Dict, List, Tuple
+from typing import Dict, List, NamedTuple, Tuple
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, make_divisible
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs
+from timm.models.rexnet import RexNet
 from torch import nn
 
 from ._fusion import fuse_conv_bn, fuse_modules
 from .checkpoint import CheckpointError
 from .multiscale import FAMILY_KEY_SIGNATURES
 from .timm_features import TimmFeaturesBackbone
+from .timm_models import TimmClassifier, register_family
 
-__all__ = ['ReXNetLite', 'ReXNetBackbone', 'REXNET_ARCHS', 'LITE_MULTIPLIERS',
+__all__ = ['ReXNetLite', 'ReXNetBackbone', 'REXNET_ARCHS', 'ReXNetArch',
            'clovaai_to_timm', 'is_clovaai_rexnet']
 
 # Blocks per group and each group's first stride (the rest have stride 1); both ReXNets.
 GROUP_DEPTHS = (1, 2, 2, 3, 3, 5)
 GROUP_STRIDES = (1, 2, 2, 2, 1, 2)
 EXPANSION = 6  # every block but the first expands its input 6x before the depthwise conv
-# timm name suffix -> width multiplier; ReXNet-lite has the first four.
-WIDTHS = {'100': 1.0, '130': 1.3, '150': 1.5, '200': 2.0, '300': 3.0}
-LITE_MULTIPLIERS = {tag: WIDTHS[tag] for tag in ('100', '130', '150', '200')}
 
-# mm arch -> timm model name. Plain widths are ReXNet, 'r_' ReXNet-R, 'lite_' ReXNet-lite.
-REXNET_ARCHS: Dict[str, str] = {
-    **{f'{width}': f'rexnet_{tag}' for tag, width in WIDTHS.items()},
-    **{f'r_{width}': f'rexnetr_{tag}' for tag, width in WIDTHS.items()},
-    **{f'lite_{width}': f'rexnet_lite_{tag}' for tag, width in LITE_MULTIPLIERS.items()},
+
+class ReXNetArch(NamedTuple):
+    model: str  # timm model name
+    width_mult: float
+    series: str  # 'rexnet' (SE, SiLU), 'rexnetr' (ReXNet with channels rounded to 8), 'lite' (no SE, ReLU6)
+
+
+def width_tag(width_mult: float) -> str:
+    """timm's name suffix of a width: 0.9 -> '090', 2.2 -> '220'."""
+    return f'{round(width_mult * 100):03d}'
+
+
+# timm registers rexnet_* and rexnetr_* at these widths; clovaai's COCO results also use
+# 0.9 and 2.2, which are timm's RexNet(width_mult=w) too and are registered here.
+TIMM_WIDTHS = (1.0, 1.3, 1.5, 2.0, 3.0)
+OWN_WIDTHS = (0.9, 2.2)
+LITE_WIDTHS = (1.0, 1.3, 1.5, 2.0)  # clovaai's ReXNet-lite releases
+
+# mm arch -> model. Plain widths are ReXNet, 'r_' ReXNet-R, 'lite_' ReXNet-lite.
+REXNET_ARCHS: Dict[str, ReXNetArch] = {
+    **{f'{w}': ReXNetArch(f'rexnet_{width_tag(w)}', w, 'rexnet') for w in sorted(TIMM_WIDTHS + OWN_WIDTHS)},
+    **{f'r_{w}': ReXNetArch(f'rexnetr_{width_tag(w)}', w, 'rexnetr') for w in TIMM_WIDTHS},
+    **{f'lite_{w}': ReXNetArch(f'rexnet_lite_{width_tag(w)}', w, 'lite') for w in LITE_WIDTHS},
 }
 # timm's blocks have conv_dw; clovaai's (full and lite) keep their layers in '.out'.
 FAMILY_KEY_SIGNATURES['ReXNet'] = r'features[._]\d+\.(conv_dw\.conv|out\.\d+)\.weight$'
@@ -131,7 +150,7 @@ def block_strides() -> List[int]:
             for depth, stride in zip(GROUP_DEPTHS, GROUP_STRIDES) for i in range(depth)]
 
 
-class ReXNetLite(nn.Module):
+class ReXNetLite(TimmClassifier):
     """ReXNet-lite ImageNet classifier (timm model), in clovaai's parameter layout."""
 
     def __init__(self, multiplier: float = 1.0, in_chans: int = 3, num_classes: int = 1000,
@@ -156,10 +175,12 @@ class ReXNetLite(nn.Module):
                                       module=f'features.{len(layers) - 1}'))
         layers += conv_bn(blocks[-1][1], penultimate)
         self.features = nn.Sequential(*layers)
+        # The entry of `features` that ends each level (the 1x1 conv after the last one feeds the head).
+        self.stage_ends = [int(info['module'].split('.')[-1]) for info in self.feature_info]
         self.num_features = self.head_hidden_size = penultimate
-        self.output = self._head(num_classes)
+        self.output = self.make_head(num_classes)
 
-    def _head(self, num_classes: int) -> nn.Module:
+    def make_head(self, num_classes: int) -> nn.Module:
         """1x1 conv (bias) -> BN -> ReLU6 -> dropout -> 1x1 conv classifier, on pooled features."""
         if num_classes <= 0:
             return nn.Identity()
@@ -173,7 +194,18 @@ class ReXNetLite(nn.Module):
 
     def reset_classifier(self, num_classes: int, global_pool=None):
         self.num_classes = num_classes
-        self.output = self._head(num_classes)
+        self.output = self.make_head(num_classes)
+
+    # timm's feature API, as timm's RexNet: five levels at strides 2 to 32; the 1x1 conv after
+    # the last one feeds only the head, so pruning the head drops it too.
+    def trunk_steps(self):
+        return self.features
+
+    def level_ends(self):
+        return self.stage_ends
+
+    def keep_steps(self, count: int):
+        self.features = self.features[:count]
 
     def forward_features(self, x):
         return self.features(x)
@@ -181,9 +213,6 @@ class ReXNetLite(nn.Module):
     def forward_head(self, x, pre_logits: bool = False):
         x = x.mean((2, 3), keepdim=True)
         return x.flatten(1) if pre_logits else self.output(x).flatten(1)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
     def fuse(self) -> nn.Module:
         """Deploy form: every BN folded into the conv before it."""
@@ -193,32 +222,38 @@ class ReXNetLite(nn.Module):
         return fuse_modules(self)
 
 
-def _cfg(**kwargs) -> dict:
+def _cfg(first_conv: str = 'stem.conv', classifier: str = 'head.fc') -> dict:
+    """timm's RexNet cfg; no download URL (clovaai's releases are on Google Drive)."""
     return dict(url='', num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7),
                 crop_pct=0.875, interpolation='bicubic', mean=IMAGENET_DEFAULT_MEAN,
-                std=IMAGENET_DEFAULT_STD, first_conv='features.0', classifier='output.4',
-                license='mit', **kwargs)
+                std=IMAGENET_DEFAULT_STD, first_conv=first_conv, classifier=classifier, license='mit')
 
 
-# timm's register_model picks these up by module; no download URLs are pinned.
-default_cfgs = generate_default_cfgs({f'rexnet_lite_{tag}': _cfg() for tag in LITE_MULTIPLIERS})
+# The models registered here (timm registers the others): the lite ones and two plain widths.
+OWN_ARCHS = {spec.model: spec for spec in REXNET_ARCHS.values()
+             if spec.series == 'lite' or (spec.series == 'rexnet' and spec.width_mult in OWN_WIDTHS)}
+# timm's register_model picks these up by module.
+default_cfgs = generate_default_cfgs({
+    name: _cfg('features.0', 'output.4') if spec.series == 'lite' else _cfg() for name, spec in OWN_ARCHS.items()})
 
 
-def _register_lite(tag: str):
-    multiplier = LITE_MULTIPLIERS[tag]
-
-    def factory(pretrained: bool = False, **kwargs) -> ReXNetLite:
-        # flatten_sequential: the feature levels are entries of the 'features' Sequential.
-        return build_model_with_cfg(ReXNetLite, f'rexnet_lite_{tag}', pretrained, multiplier=multiplier,
-                                    feature_cfg=dict(flatten_sequential=True), **kwargs)
-    factory.__name__ = f'rexnet_lite_{tag}'
-    factory.__doc__ = f'ReXNet-lite {multiplier}x (clovaai ReXNetV1_lite(multiplier={multiplier})).'
-    factory.__module__ = __name__
-    return register_model(factory)
+def _describe_rexnet(name: str, arguments: dict) -> str:
+    width = arguments['width_mult']
+    return (f"ReXNet {width}x: timm's RexNet(width_mult={width}), clovaai's ReXNetV1(width_mult={width}) "
+            'tensor for tensor.')
 
 
-for _tag in LITE_MULTIPLIERS:
-    globals()[f'rexnet_lite_{_tag}'] = _register_lite(_tag)
+def _describe_lite(name: str, arguments: dict) -> str:
+    return f"ReXNet-lite {arguments['multiplier']}x (clovaai ReXNetV1_lite(multiplier={arguments['multiplier']}))."
+
+
+# flatten_sequential: the feature levels are entries of the 'features' Sequential (both models).
+globals().update(register_family(
+    RexNet, {name: dict(width_mult=spec.width_mult) for name, spec in OWN_ARCHS.items() if spec.series == 'rexnet'},
+    __name__, _describe_rexnet, dict(flatten_sequential=True)))
+globals().update(register_family(
+    ReXNetLite, {name: dict(multiplier=spec.width_mult) for name, spec in OWN_ARCHS.items() if spec.series == 'lite'},
+    __name__, _describe_lite, dict(flatten_sequential=True)))
 
 
 # ---- clovaai's full ReXNetV1 layout -> timm's ------------------------------------------
@@ -314,10 +349,10 @@ class ReXNetBackbone(TimmFeaturesBackbone):
     """ReXNet / ReXNet-R / ReXNet-lite trunk: stage features at strides 4/8/16/32.
 
     Registered in mmdet's and mmseg's MODELS as ``type='ReXNet'``; ``arch`` is the width
-    ('1.0', '1.3', '1.5', '2.0', '3.0'), 'r_<width>' for ReXNet-R, or 'lite_<width>'
-    ('lite_1.0', 'lite_1.3', 'lite_1.5', 'lite_2.0'). ``init_cfg`` takes a timm classifier
-    checkpoint, a clovaai one (full or lite), or a converted backbone checkpoint. The lite
-    archs have a deploy form (BN folded); timm's ReXNets do not.
+    ('0.9', '1.0', '1.3', '1.5', '2.0', '2.2', '3.0'), 'r_<width>' for ReXNet-R (1.0 to 3.0,
+    as timm), or 'lite_<width>' ('lite_1.0', 'lite_1.3', 'lite_1.5', 'lite_2.0'). ``init_cfg``
+    takes a timm classifier checkpoint, a clovaai one (full or lite), or a converted backbone
+    checkpoint. The lite archs have a deploy form (BN folded); timm's ReXNets do not.
     """
 
     family = 'ReXNet'
@@ -325,8 +360,11 @@ class ReXNetBackbone(TimmFeaturesBackbone):
     classifier_prefixes = ('head', 'output')  # timm's Linear head, clovaai's conv head
     flattened_containers = ('features',)
 
+    def timm_name(self, arch: str) -> str:
+        return self.archs[arch].model
+
     def has_deploy_form(self, arch: str) -> bool:
-        return arch.startswith('lite_')
+        return self.archs[arch].series == 'lite'
 
     def switch_to_deploy(self) -> 'ReXNetBackbone':
         if not self.fused:

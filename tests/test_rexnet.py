@@ -22,6 +22,7 @@ from mm_efficient_backbones.tools.convert_to_backbone_weights import main as con
 LITE = {'100': '1.0', '130': '1.3', '150': '1.5', '200': '2.0'}
 # arch -> stage channels at strides 4/8/16/32 (timm's feature_info; the README table).
 CHANNELS = {
+    '0.9': [36, 56, 117, 168], '2.2': [85, 134, 283, 406],
     '1.0': [38, 61, 128, 185], '1.3': [50, 79, 167, 240], '1.5': [58, 92, 193, 277],
     '2.0': [77, 122, 257, 370], '3.0': [116, 183, 386, 554],
     'r_1.0': [40, 64, 128, 184], 'r_1.3': [48, 80, 168, 240], 'r_1.5': [56, 96, 192, 280],
@@ -42,11 +43,15 @@ class StateHolder:
         return self.tensors
 
 
+def clovaai_weights(width: str):
+    """The reference and clovaai-layout ReXNetV1(width_mult=width) weights filled by the shared procedure."""
+    reference = load_reference(f'clovaai_rexnetv1_{width}')
+    return reference, set_reference_weights(StateHolder(reference['keys'])).state_dict()
+
+
 @pytest.fixture(scope='module')
 def clovaai_100():
-    """The reference and clovaai-layout ReXNetV1-1.0 weights filled by the shared procedure."""
-    reference = load_reference('clovaai_rexnetv1_1.0')
-    return reference, set_reference_weights(StateHolder(reference['keys'])).state_dict()
+    return clovaai_weights('1.0')
 
 
 def eval_features(model, x):
@@ -80,6 +85,36 @@ def test_clovaai_weights_through_key_map_reproduce_clovaai_outputs_in_timm_rexne
     assert_matches_reference(model, reference)
 
 
+@pytest.mark.parametrize('width, model, tensors, params', [
+    ('0.9', 'rexnet_090', 413, 4_091_257), ('2.2', 'rexnet_220', 413, 19_485_308)])
+def test_clovaai_weights_reproduce_clovaai_outputs_in_our_timm_widths(width, model, tensors, params):
+    """rexnet_090 / rexnet_220 (timm's RexNet at the widths of clovaai's COCO results) hold
+    clovaai's ReXNetV1(width_mult=w) tensor for tensor, and give its logits."""
+    reference, clovaai_state = clovaai_weights(width)
+    classifier = timm.create_model(model)
+    assert len(classifier.state_dict()) == len(clovaai_state) == tensors
+    assert sum(p.numel() for p in classifier.parameters()) == params
+    classifier.load_state_dict(clovaai_to_timm(clovaai_state), strict=True)
+    assert_matches_reference(classifier, reference)
+
+
+@pytest.mark.parametrize('width, arch', [('0.9', '0.9'), ('2.2', '2.2')])
+def test_clovaai_full_checkpoint_of_a_new_width_loads_through_init_cfg(tmp_path, width, arch):
+    """A clovaai ReXNetV1 checkpoint (their layout, head and final conv included) fills the
+    backbone completely, whose features are then timm's classifier's own levels."""
+    _, clovaai_state = clovaai_weights(width)
+    path = tmp_path / f'rexnetv1_{width}.pth'
+    torch.save(clovaai_state, path)
+    backbone = ReXNetBackbone(arch)
+    result = backbone.load_pretrained(str(path))
+    assert (result['missing'], result['unexpected']) == ([], [])
+    classifier = timm.create_model(REXNET_ARCHS[arch].model)
+    classifier.load_state_dict(clovaai_to_timm(clovaai_state))
+    x = torch.randn(1, 3, 45, 61)
+    for ours, theirs in zip(eval_features(backbone, x), timm_levels(classifier, x), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize('extra, message', [
     ('extra.weight', 'unexpected key in a clovaai ReXNet checkpoint: extra.weight'),
     ('features.4.out.0.weight', 'clovaai ReXNet block features.4 has 1 conv/BN layers; expected 4 or 6'),
@@ -96,20 +131,21 @@ def timm_levels(model, x):
         return model.eval().forward_intermediates(x, indices=[1, 2, 3, 4], intermediates_only=True)
 
 
-@pytest.mark.parametrize('layout', ['clovaai', 'timm'])
-def test_converter_output_computes_timm_rexnet_100_features(clovaai_100, tmp_path, layout, capsys):
-    """convert_to_backbone_weights --verify on either layout; the backbone then gives the
-    same features as timm's rexnet_100 holding the same weights."""
-    _, clovaai_state = clovaai_100
+@pytest.mark.parametrize('arch, layout', [('1.0', 'clovaai'), ('1.0', 'timm'), ('0.9', 'clovaai'), ('2.2', 'clovaai')])
+def test_converter_output_computes_timm_rexnet_features(tmp_path, arch, layout, capsys):
+    """convert_to_backbone_weights --verify on either layout (clovaai's at the new widths
+    too); the backbone then gives the same features as timm's classifier holding the same
+    weights."""
+    _, clovaai_state = clovaai_weights(arch)
     timm_state = clovaai_to_timm(clovaai_state)
     source = tmp_path / 'release.pth'
     torch.save(clovaai_state if layout == 'clovaai' else {'state_dict': timm_state}, source)
-    assert convert(['--model', 'rexnet_100', '--checkpoint', str(source),
-                    '--output-dir', str(tmp_path), '--verify']) == 0
-    backbone = ReXNetBackbone('1.0')
+    model = REXNET_ARCHS[arch].model
+    assert convert(['--model', model, '--checkpoint', str(source), '--output-dir', str(tmp_path), '--verify']) == 0
+    backbone = ReXNetBackbone(arch)
     assert f'ok: {len(backbone.state_dict())} tensors, 0 cropped' in capsys.readouterr().out
-    backbone.load_state_dict(torch.load(tmp_path / 'rexnet_100_backbone.pth')['state_dict'], strict=True)
-    classifier = timm.create_model('rexnet_100')
+    backbone.load_state_dict(torch.load(tmp_path / f'{model}_backbone.pth')['state_dict'], strict=True)
+    classifier = timm.create_model(model)
     classifier.load_state_dict(timm_state)
     x = torch.randn(1, 3, 97, 131)
     for ours, theirs in zip(eval_features(backbone, x), timm_levels(classifier, x), strict=True):
@@ -150,7 +186,7 @@ def test_classifier_checkpoint_keys_map_onto_the_backbone(arch):
     """timm's classifier (clovaai's layout for lite) minus its head and final conv gives
     exactly the backbone's keys and shapes."""
     with torch.device('meta'):
-        classifier = timm.create_model(REXNET_ARCHS[arch]).state_dict()
+        classifier = timm.create_model(REXNET_ARCHS[arch].model).state_dict()
         backbone = ReXNetBackbone(arch).state_dict()
     kept, _ = split_keys(classifier, ReXNetBackbone.classifier_prefixes)
     mapped = ReXNetBackbone.remap_classifier_keys(kept)
@@ -188,7 +224,7 @@ def test_lite_deploy_form_gives_the_same_features():
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    (dict(arch='0.9'), "unknown ReXNet arch '0.9': choose one of 1.0, 1.3, 1.5, 2.0, 3.0, r_1.0"),
+    (dict(arch='0.8'), "unknown ReXNet arch '0.8': choose one of 0.9, 1.0, 1.3, 1.5, 2.0, 2.2, 3.0, r_1.0"),
     (dict(arch='1.0', deploy=True), 'ReXNet-1.0 has no deploy (BN-folded) form: build it with deploy=False'),
 ])
 def test_bad_arguments_are_one_line(kwargs, message):
@@ -229,7 +265,7 @@ REXNET_CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs').glo
 
 
 def test_every_issue_config_exists():
-    expected = {f'configs/rexnet_{w}_coco{suffix}.py' for w in ('100', '150', '200')
+    expected = {f'configs/rexnet_{w}_coco{suffix}.py' for w in ('090', '100', '150', '200', '220')
                 for suffix in ('', '_faster_rcnn')}
     expected |= {f'configs/rexnet_{w}_ade20k.py' for w in ('100', '150')}
     assert expected <= set(REXNET_CONFIGS)
