@@ -248,8 +248,7 @@ def trained_demo_detectors(demo_data, tmp_path_factory):
                            ('repnext', 'configs/demo/repnext_m0_demo_coco.py')):
         result = run_tool('tools/train.py', config, '--work-dir', str(work / family), *demo_options(
             demo_data, 'det', 'train_cfg.max_epochs=2', 'train_cfg.val_interval=100',
-            'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=20'),
-            env_extra=dict(OMP_NUM_THREADS='2'))
+            'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=20'))
         assert result.returncode == 0, result.stderr[-3000:]
         checkpoints[family] = (config, work / family / 'epoch_2.pth')
     return checkpoints
@@ -258,7 +257,7 @@ def trained_demo_detectors(demo_data, tmp_path_factory):
 def _test_metrics(demo_data, config, checkpoint, tmp_path, *options):
     from test_mm import demo_options, run_tool
     result = run_tool('tools/test.py', config, str(checkpoint), '--work-dir', str(tmp_path),
-                      *demo_options(demo_data, 'det', *options), env_extra=dict(OMP_NUM_THREADS='2'))
+                      *demo_options(demo_data, 'det', *options))
     assert result.returncode == 0, result.stderr[-3000:]
     return _coco_metrics(result.stdout)
 
