@@ -152,8 +152,9 @@ MODELS: Tuple[ZooModel, ...] = (
     ZooModel('repnext_m4', 'release', '13.3', '2.3', _suous('repnext_m', 'm4', ('42.9', '39.1'), '43.3', 'RepNeXt')),
     ZooModel('repnext_m5', 'release', '21.7', '4.5', _suous('repnext_m', 'm5', ('44.7', '40.7'), '45.0', 'RepNeXt')),
     # ReXNet: params / MACs ("FLOPs") from clovaai's README; 0.9 and 2.2 appear there only in
-    # the COCO tables, and clovaai publishes no ImageNet weights for them.
-    ZooModel('rexnet_090', 'none', configs=_clovaai('090', '38.0', ('38.7', '35.2')),
+    # the COCO tables (the paper gives 4.1 M params for 0.9), and clovaai publishes no ImageNet
+    # weights for them.
+    ZooModel('rexnet_090', 'none', '4.1', None, _clovaai('090', '38.0', ('38.7', '35.2')),
              note='no ImageNet weights published for ReXNet-0.9'),
     ZooModel('rexnet_100', 'timm', '4.8', '0.40', _clovaai('100', '38.5', ('38.9', '35.4'), ade=True)),
     ZooModel('rexnet_130', 'timm', '7.6', '0.66'),
