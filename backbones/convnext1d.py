@@ -23,7 +23,9 @@ In 1d, 1dpp and 2dpp the angles of odd blocks of a stage are turned by 90 degree
 kernels and a channels-first LayerNorm on each output.
 """
 import functools
-from typing import Dict, List, Optional, Sequence
+import re
+from collections import OrderedDict
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +37,8 @@ from torch import nn
 from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
 from .oriented_conv import OrientedConv1d
 
-__all__ = ['ConvNeXt1D', 'ConvNeXt1DBackbone', 'CONVNEXT1D_ARCHS', 'CONVNEXT1D_VARIANTS']
+__all__ = ['ConvNeXt1D', 'ConvNeXt1DBackbone', 'CONVNEXT1D_ARCHS', 'CONVNEXT1D_VARIANTS', 'TIMM_ARCHS',
+           'unwrap_oriented_conv_keys']
 
 # arch -> (dims, depths, default drop path rate of the ImageNet recipe)
 CONVNEXT1D_ARCHS = {
@@ -65,6 +68,16 @@ STEM_HIDDEN = 64
 LAYER_SCALE_INIT = 1e-6
 # ConvNeXt's trunk names (the 2d variant is exactly facebookresearch/ConvNeXt's layout).
 FAMILY_KEY_SIGNATURES['ConvNeXt1D'] = r'^downsample_layers\.\d+\.'
+# Oriented1D's detection and segmentation backbones (and their converter's output) wrap every
+# oriented conv in ``Wrapper(conv)``: ``stages.0.0.dwconv.conv.weight`` / ``.bias`` / ``.theta``,
+# ``dwconv1.conv.*``, ``dwconv2.conv.*``, ``downsample_layers.0.dw1.conv.*``. Group 1 is our key's stem.
+WRAPPED_ORIENTED_CONV_KEY = r'^(.*\.(?:dwconv[12]?|dw[12]))\.conv\.(weight|bias|theta)$'
+
+
+def unwrap_oriented_conv_keys(state_dict):
+    """Keys in Oriented1D's ``Wrapper(conv)`` layout -> ours (other keys unchanged)."""
+    return OrderedDict((re.sub(WRAPPED_ORIENTED_CONV_KEY, r'\1.\2', key), value)
+                       for key, value in state_dict.items())
 
 
 def check_variant(variant: str) -> str:
@@ -266,12 +279,9 @@ class ConvNeXt1DBackbone(MultiScaleBackbone):
         return modules
 
     @classmethod
-    @functools.lru_cache(maxsize=None)
-    def for_variant(cls, variant: str) -> type:
-        """A subclass whose default variant is ``variant``: what ``MODEL_TO_BACKBONE`` maps
-        ``convnext_tiny_1d`` to, since the converter builds ``backbone_cls(arch)``."""
-        check_variant(variant)
-        return type(f'{cls.__name__}_{variant}', (cls,), dict(default_variant=variant, __module__=__name__))
+    def remap_classifier_keys(cls, state_dict):
+        """Oriented1D's mmdet / mmseg layout (every oriented conv in a ``Wrapper``) -> ours."""
+        return unwrap_oriented_conv_keys(state_dict)
 
 
 # ---- timm registration -----------------------------------------------------------------
@@ -307,7 +317,3 @@ def _register(arch: str, variant: str):
 for _arch in TIMM_ARCHS:
     for _variant in CONVNEXT1D_VARIANTS:
         globals()[f'convnext_{_arch}_{_variant}'] = _register(_arch, _variant)
-
-MODEL_TO_CONVNEXT1D: Dict[str, tuple] = {
-    f'convnext_{arch}_{variant}': (ConvNeXt1DBackbone.for_variant(variant), arch)
-    for arch in TIMM_ARCHS for variant in CONVNEXT1D_VARIANTS}
