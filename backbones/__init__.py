@@ -29,7 +29,8 @@ MODEL_TO_BACKBONE.update({model: BackboneTarget(ReXNetBackbone, arch) for arch, 
 MODEL_TO_BACKBONE.update({f'convnext_{arch}_{variant}': BackboneTarget(ConvNeXt1DBackbone, arch, variant=variant)
                           for arch in TIMM_ARCHS for variant in CONVNEXT1D_VARIANTS})
 
-__all__ = ['MM_BACKBONES', 'MODEL_TO_BACKBONE', 'BackboneTarget', 'BackboneConfigError', 'CheckpointError', 'MultiScaleBackbone',
+__all__ = ['MM_BACKBONES', 'MODEL_TO_BACKBONE', 'BackboneTarget', 'BackboneConfigError', 'CheckpointError',
+           'MultiScaleBackbone',
            'FAMILY_KEY_SIGNATURES', 'RECNEXT_ARCHS', 'RecNeXt', 'RecNeXtBackbone',
            'REPNEXT_ARCHS', 'RepNeXt', 'RepNeXtBackbone',
            'REXNET_ARCHS', 'ReXNetBackbone', 'ReXNetLite', 'TimmFeaturesBackbone',

@@ -195,7 +195,8 @@ class MultiScaleBackbone(nn.Module):
                     + (f'; kernels centre-cropped: {len(weights.crops)}' if weights.crops else '')
                     + (f'; backbone-only tensors at their initial values: {len(fit.initial)}' if fit.initial else ''))
         kept = set(fit.filled) | set(fit.initial)
-        return dict(loaded=[k for k in weights.state_dict if k not in kept], missing=list(result.missing_keys), unexpected=list(result.unexpected_keys),
+        return dict(loaded=[k for k in weights.state_dict if k not in kept], missing=list(result.missing_keys),
+                    unexpected=list(result.unexpected_keys),
                     dropped=weights.dropped, cropped=[c.key for c in weights.crops], initial=list(fit.initial),
                     wrapper=weights.source.wrapper, prefix=weights.prefix)
 

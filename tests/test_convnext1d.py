@@ -96,8 +96,9 @@ def test_cropping_equals_zeroing_the_taps_outside_the_window(variant, tmp_path):
     backbone = ConvNeXt1DBackbone('demo', variant=variant)
     result = backbone.load_pretrained(str(tmp_path / 'release.pth'))  # what init_cfg=dict(type='Pretrained') runs
     backbone.eval()
+    classifier_modules = dict(classifier.named_modules())
     want_cropped = [name for name, m in backbone.named_modules()
-                    if isinstance(m, OrientedConv1d) and m.kernel_size != dict(classifier.named_modules())[name].kernel_size]
+                    if isinstance(m, OrientedConv1d) and m.kernel_size != classifier_modules[name].kernel_size]
     assert want_cropped and sorted(result['cropped']) == sorted(f'{n}.weight' for n in want_cropped)
     assert result['initial'] == [f'norm{i}.{p}' for i in range(4) for p in ('weight', 'bias')]
     # Zero the classifier's taps outside the centred downstream window instead.

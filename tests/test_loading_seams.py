@@ -127,7 +127,8 @@ def test_deploy_form_file_into_a_training_form_backbone_names_the_cause(tmp_path
     level2 = set_reference_weights(RepNeXtBackbone('m0', deploy=True, single_kernel=True))
     torch.save({'state_dict': level2.state_dict()}, tmp_path / 'level2.pth')
     one_line_error(RepNeXtBackbone('m0', deploy=True), tmp_path / 'level2.pth',
-                   r'this file is a single-kernel deploy-form \(level 2\) RepNeXt: set deploy=True, single_kernel=True$')
+                   r'this file is a single-kernel deploy-form \(level 2\) RepNeXt: '
+                   r'set deploy=True, single_kernel=True$')
     torch.save({'state_dict': deployed.state_dict()}, tmp_path / 'level1.pth')
     one_line_error(RepNeXtBackbone('m0', deploy=True, single_kernel=True), tmp_path / 'level1.pth',
                    r'this file is a deploy-form RepNeXt: set single_kernel=False$')

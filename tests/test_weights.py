@@ -51,7 +51,8 @@ def test_backbone_target_is_the_pair_plus_the_options():
     target = MODEL_TO_BACKBONE['convnext_tiny_2dpp']
     backbone_cls, arch = target
     assert (backbone_cls, arch, target.options) == (ConvNeXt1DBackbone, 'tiny', dict(variant='2dpp'))
-    assert target != (ConvNeXt1DBackbone, 'tiny') and target == BackboneTarget(ConvNeXt1DBackbone, 'tiny', variant='2dpp')
+    assert target != (ConvNeXt1DBackbone, 'tiny')
+    assert target == BackboneTarget(ConvNeXt1DBackbone, 'tiny', variant='2dpp')
     with torch.device('meta'):
         assert target.build(out_indices=(3,)).variant == '2dpp'
 
@@ -63,8 +64,9 @@ def module_imports(path):
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.ImportFrom):
             base = node.module or ''
-            if node.level:
-                base = '.'.join(package.split('.')[:len(package.split('.')) - node.level + 1] + ([base] if base else []))
+            if node.level:  # from .x import y, inside package a.b: a.b.x
+                parts = package.split('.')
+                base = '.'.join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
             names.add(base)
         elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
