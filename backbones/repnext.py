@@ -481,7 +481,7 @@ def reparameterize_file(checkpoint, output, single_kernel: bool = False, force: 
     """:func:`reparameterize_checkpoint` from file to file (written atomically, with the
     source's sha256 in its meta); returns the summary."""
     output = check_output_path(Path(output), force)
-    path = resolve_checkpoint(checkpoint)
+    path = resolve_checkpoint(checkpoint, missing_hint=None)
     loaded = load_checkpoint_file(path, trust=trust, trust_hint='if you trust its source, pass --trust-checkpoint')
     out, summary = reparameterize_checkpoint(loaded, path, single_kernel)
     out['meta']['reparameterized']['source_sha256'] = sha256_of(path)

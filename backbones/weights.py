@@ -146,13 +146,13 @@ SILENT = Report()
 
 
 # ---- 1. read -------------------------------------------------------------------------
-def resolve_checkpoint(location) -> str:
+def resolve_checkpoint(location, missing_hint: Optional[str] = MISSING_PRETRAINED_HINT) -> str:
     """A local path or an http(s) URL (downloaded once into the hub cache) -> a local file."""
     location = str(location)
     if re.match(r'https?://', location):
         return download(location)
     if not os.path.isfile(location):
-        raise CheckpointError(f'checkpoint not found: {location} ({MISSING_PRETRAINED_HINT})')
+        raise CheckpointError(f'checkpoint not found: {location}' + (f' ({missing_hint})' if missing_hint else ''))
     return location
 
 
@@ -168,9 +168,9 @@ class Source:
 
 def read_weights(location, prefer_ema: bool = False, trust: bool = False, with_sha256: bool = False,
                  trust_hint: str = f'convert it once with {CONVERTER} --trust-checkpoint',
-                 report: Report = SILENT) -> Source:
+                 missing_hint: Optional[str] = MISSING_PRETRAINED_HINT, report: Report = SILENT) -> Source:
     """Steps ``load`` and ``unwrap``: the file's weights, wherever the wrapper keeps them."""
-    path = resolve_checkpoint(location)
+    path = resolve_checkpoint(location, missing_hint)
     checkpoint = load_checkpoint_file(path, trust=trust, trust_hint=trust_hint)
     digest = sha256_of(path) if with_sha256 else None
     size = f'{os.path.getsize(path) / 2 ** 20:.1f} MB'
@@ -532,7 +532,8 @@ def convert_checkpoint(model: str, checkpoint, output_dir, targets: Dict[str, Ba
     out_path = check_output_path(Path(output_dir) / f'{model}_backbone{"_deploy" if deploy else ""}.pth',
                                  force)  # before the slow steps: fail fast
     source = read_weights(checkpoint, prefer_ema=prefer_ema, trust=trust, with_sha256=True,
-                          trust_hint='if you trust its source, pass --trust-checkpoint', report=report)
+                          trust_hint='if you trust its source, pass --trust-checkpoint', missing_hint=None,
+                          report=report)
     backbone = target.build()
 
     def other_family(family: str) -> str:

@@ -355,7 +355,7 @@ def test_families_without_the_rule_never_crop(tmp_path, capsys):
 # ---- bad input: one line on stderr, exit code 2, no output file -----------------------------------
 def test_missing_file(tmp_path, capsys):
     assert_fails_cleanly(capsys, args_for('recnext_m0', tmp_path / 'nope.pth', tmp_path / 'out'),
-                         r'checkpoint not found: .*nope\.pth', tmp_path / 'out')
+                         r'checkpoint not found: \S*nope\.pth$', tmp_path / 'out')
 
 
 def test_not_a_torch_file(tmp_path, capsys):
