@@ -1,27 +1,49 @@
-"""Reading published checkpoints: safe loading, unwrapping, classifier-only keys.
+"""Checkpoint files: safe loading, finding the weights in a wrapper, telling the families
+apart by their keys, splitting keys by prefix; their sha256 and the atomic write of a new one.
 
-Shared by the backbones' ``init_cfg=dict(type='Pretrained', ...)`` path and by
-``tools/convert_to_backbone_weights.py``; no mm imports.
+The first steps of the checkpoint pipeline (:mod:`backbones.weights`); kept apart from it
+because ``backbones.hub`` needs :class:`CheckpointError` and the pipeline needs ``hub``.
+No mm imports.
 """
+import contextlib
+import hashlib
 import os
 import pickle
 import re
+import tempfile
 import zipfile
 from collections import OrderedDict
-from typing import Dict, Iterable, Optional, Tuple
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 import torch
 
 from .errors import UserError
 
+HASH_CHUNK = 4 << 20
 # Wrappers that published checkpoints put around the weights, in the order we prefer them.
 WRAPPER_KEYS = ('state_dict', 'model', 'model_ema', 'module')
-# Prefixes added by DataParallel/DDP or by mm's detector wrappers.
-STRIP_PREFIXES = ('module.', 'backbone.')
+# The prefix DataParallel/DDP adds to every key. (A detector's ``backbone.`` is a prefix
+# the pipeline selects, as ``init_cfg``'s ``prefix`` does.)
+STRIP_PREFIXES = ('module.',)
 
 
 class CheckpointError(UserError, ValueError):
     """A user-facing problem with a checkpoint file; its message is one line."""
+
+
+# Regexes that recognise a family's checkpoint keys, so that loading the wrong file
+# says which family it looks like. Each family module registers its own.
+FAMILY_KEY_SIGNATURES: Dict[str, str] = {}
+
+
+def guess_family(keys) -> Optional[str]:
+    """The family whose signature most keys match, or None."""
+    keys = list(keys)
+    scores = {family: sum(bool(re.search(pattern, k)) for k in keys)
+              for family, pattern in FAMILY_KEY_SIGNATURES.items()}
+    best = max(scores, key=scores.get, default=None)
+    return best if best is not None and scores[best] > 0 else None
 
 
 def _looks_like_torch_file(path: str) -> bool:
@@ -86,7 +108,7 @@ def unwrap_state_dict(checkpoint: dict, prefer_ema: bool = False) -> Tuple[Dict[
 
 
 def strip_prefixes(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Drop a wrapper prefix shared by every key (``module.``, ``backbone.``)."""
+    """Drop a wrapper prefix shared by every key (``module.``)."""
     for prefix in STRIP_PREFIXES:
         if state_dict and all(k.startswith(prefix) for k in state_dict):
             state_dict = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items())
@@ -111,14 +133,32 @@ def split_keys(state_dict: Dict[str, torch.Tensor], drop_prefixes: Iterable[str]
     return kept, OrderedDict((p, keys) for p, keys in dropped.items() if keys)
 
 
-def shape_mismatches(state_dict, model_state) -> list:
-    """Keys present in both whose shapes differ, as (key, checkpoint shape, model shape)."""
-    return [(k, tuple(v.shape), tuple(model_state[k].shape))
-            for k, v in state_dict.items() if k in model_state and v.shape != model_state[k].shape]
+# ---- files ---------------------------------------------------------------------------
+def sha256_of(path) -> str:
+    """The file's sha256 (hex), read in chunks."""
+    digest, buffer = hashlib.sha256(), bytearray(HASH_CHUNK)
+    view = memoryview(buffer)
+    with open(path, 'rb', buffering=0) as f:
+        while size := f.readinto(buffer):
+            digest.update(view[:size])
+    return digest.hexdigest()
 
 
-def describe_shape_mismatch(mismatches, where: str, hint: Optional[str] = None) -> str:
-    key, got, want = mismatches[0]
-    more = f' (and {len(mismatches) - 1} more)' if len(mismatches) > 1 else ''
-    hint = f'; {hint}' if hint else ''
-    return f'{where}: {key} has shape {got} in the checkpoint but {want} in the model{more}{hint}'
+@contextlib.contextmanager
+def staged_file(path: Path) -> Iterator[Path]:
+    """Yield a temp path next to ``path``; move it into place only if the block succeeds.
+
+    Whatever fails (a write error, a failed check, Ctrl-C), no partial output is left.
+    """
+    path = Path(path)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    os.close(fd)
+    try:
+        yield Path(temp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal mode
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)

@@ -23,8 +23,9 @@ works, through its ``forward_intermediates``);
 ``type='ConvNeXt1D', arch='tiny', variant='1dpp'``, with the authors' smaller downstream
 kernels and a channels-first LayerNorm on each output.
 """
-import functools
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+import re
+from collections import OrderedDict
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +38,8 @@ from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBa
 from .oriented_conv import OrientedConv1d
 from .timm_models import TimmClassifier, register_family, stage_feature_info
 
-__all__ = ['ConvNeXt1D', 'ConvNeXt1DBackbone', 'CONVNEXT1D_ARCHS', 'CONVNEXT1D_VARIANTS']
+__all__ = ['ConvNeXt1D', 'ConvNeXt1DBackbone', 'CONVNEXT1D_ARCHS', 'CONVNEXT1D_VARIANTS', 'TIMM_ARCHS',
+           'unwrap_oriented_conv_keys']
 
 class ConvNeXt1DArch(NamedTuple):
     dims: Tuple[int, ...]
@@ -72,6 +74,16 @@ STEM_HIDDEN = 64
 LAYER_SCALE_INIT = 1e-6
 # ConvNeXt's trunk names (the 2d variant is exactly facebookresearch/ConvNeXt's layout).
 FAMILY_KEY_SIGNATURES['ConvNeXt1D'] = r'^downsample_layers\.\d+\.'
+# Oriented1D's detection and segmentation backbones (and their converter's output) wrap every
+# oriented conv in ``Wrapper(conv)``: ``stages.0.0.dwconv.conv.weight`` / ``.bias`` / ``.theta``,
+# ``dwconv1.conv.*``, ``dwconv2.conv.*``, ``downsample_layers.0.dw1.conv.*``. Group 1 is our key's stem.
+WRAPPED_ORIENTED_CONV_KEY = r'^(.*\.(?:dwconv[12]?|dw[12]))\.conv\.(weight|bias|theta)$'
+
+
+def unwrap_oriented_conv_keys(state_dict):
+    """Keys in Oriented1D's ``Wrapper(conv)`` layout -> ours (other keys unchanged)."""
+    return OrderedDict((re.sub(WRAPPED_ORIENTED_CONV_KEY, r'\1.\2', key), value)
+                       for key, value in state_dict.items())
 
 
 def check_variant(variant: str) -> str:
@@ -279,12 +291,9 @@ class ConvNeXt1DBackbone(MultiScaleBackbone):
         return modules
 
     @classmethod
-    @functools.lru_cache(maxsize=None)
-    def for_variant(cls, variant: str) -> type:
-        """A subclass whose default variant is ``variant``: what ``MODEL_TO_BACKBONE`` maps
-        ``convnext_tiny_1d`` to, since the converter builds ``backbone_cls(arch)``."""
-        check_variant(variant)
-        return type(f'{cls.__name__}_{variant}', (cls,), dict(default_variant=variant, __module__=__name__))
+    def remap_classifier_keys(cls, state_dict):
+        """Oriented1D's mmdet / mmseg layout (every oriented conv in a ``Wrapper``) -> ours."""
+        return unwrap_oriented_conv_keys(state_dict)
 
 
 # ---- timm registration -----------------------------------------------------------------
@@ -313,7 +322,3 @@ globals().update(register_family(
     ConvNeXt1D, {f'convnext_{arch}_{variant}': dict(arch=arch, variant=variant)
                  for arch in TIMM_ARCHS for variant in CONVNEXT1D_VARIANTS},
     __name__, _describe, dict(feature_cls='getter', out_indices=(0, 1, 2, 3))))
-
-MODEL_TO_CONVNEXT1D: Dict[str, tuple] = {
-    f'convnext_{arch}_{variant}': (ConvNeXt1DBackbone.for_variant(variant), arch)
-    for arch in TIMM_ARCHS for variant in CONVNEXT1D_VARIANTS}

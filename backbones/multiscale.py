@@ -12,8 +12,6 @@ wrapped timm feature extractor) keeps those names and overrides the three trunk 
 :meth:`forward_stages`, :meth:`stem_modules` and :meth:`stage_modules`.
 """
 import logging
-import os
-import re
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -21,29 +19,15 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._fusion import fuse_modules
+from .checkpoint import FAMILY_KEY_SIGNATURES, guess_family  # noqa: F401 (each family registers its keys)
 from .errors import UserError
-from .hub import MISSING_PRETRAINED_HINT, download
-from .checkpoint import (CheckpointError, describe_shape_mismatch, load_checkpoint_file,
-                         shape_mismatches, split_keys, under_prefix, unwrap_state_dict)
+from .weights import load_backbone_weights
 
 logger = logging.getLogger('backbones')
 
 
 class BackboneConfigError(UserError, ValueError):
     """A user-facing problem with backbone arguments; its message is one line."""
-
-
-# Regexes that recognise a family's checkpoint keys, so that loading the wrong file
-# says which family it looks like. Each family module registers its own.
-FAMILY_KEY_SIGNATURES: Dict[str, str] = {}
-
-
-def guess_family(keys) -> Optional[str]:
-    keys = list(keys)
-    scores = {family: sum(bool(re.search(pattern, k)) for k in keys)
-              for family, pattern in FAMILY_KEY_SIGNATURES.items()}
-    best = max(scores, key=scores.get, default=None)
-    return best if best is not None and scores[best] > 0 else None
 
 
 class MultiScaleBackbone(nn.Module):
@@ -60,17 +44,21 @@ class MultiScaleBackbone(nn.Module):
             rate in every RecNeXt block, rising linearly to it over the blocks elsewhere.
         deploy: inference form; BN is folded into the convs before the first forward
             (after the weights are loaded). Training a deploy model is refused.
-        init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL[, prefix=...])``.
-            A raw classifier checkpoint works: the weights are taken from ``state_dict``,
-            ``model`` or ``model_ema`` and the classifier head is dropped.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL[, prefix='backbone'])``.
+            A raw classifier release works (the weights are taken from ``state_dict``,
+            ``model`` or ``model_ema``, the classifier head is dropped, the authors' key
+            spellings are mapped, larger kernels cropped where the family uses smaller
+            ones), and so does a detector file (its ``backbone.`` keys; ``prefix`` is
+            written with or without the dot, as mmengine's). A file that does not fill
+            the backbone is refused in one line (:mod:`backbones.weights`).
     """
 
     family = 'Backbone'
     archs: Dict[str, tuple] = {}
     # Top-level state_dict prefixes that belong to the classifier only.
     classifier_prefixes: Tuple[str, ...] = ('head', 'head_dist')
-    # Read by tools/convert_to_backbone_weights.py too: True where the backbone uses
-    # smaller kernels than the classifier, so larger odd kernels are centre-cropped.
+    # The checkpoint pipeline's rules (backbones.weights.FamilyRules). True where the backbone
+    # uses smaller kernels than the classifier, so larger odd kernels are centre-cropped.
     crop_classifier_kernels: bool = False
     # Top-level prefixes of modules only the backbone has (e.g. ConvNeXt's output norms):
     # a classifier checkpoint lacks them, so they keep their initial values.
@@ -78,7 +66,7 @@ class MultiScaleBackbone(nn.Module):
 
     @staticmethod
     def remap_classifier_keys(state_dict):
-        """Classifier checkpoint key layout -> this backbone's layout (identity here)."""
+        """The authors' checkpoint key layouts -> this backbone's layout (identity here)."""
         return state_dict
 
     def __init__(self, arch: str, out_indices: Sequence[int] = (0, 1, 2, 3),
@@ -196,41 +184,28 @@ class MultiScaleBackbone(nn.Module):
         self.load_pretrained(cfg['checkpoint'], prefix=cfg.get('prefix'))
 
     def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> dict:
-        """Load a classifier or backbone checkpoint; returns what was (not) loaded."""
-        path = download(checkpoint) if re.match(r'https?://', str(checkpoint)) else str(checkpoint)
-        if not os.path.isfile(path):
-            raise CheckpointError(f'checkpoint not found: {path} ({MISSING_PRETRAINED_HINT})')
-        state_dict, wrapper = unwrap_state_dict(load_checkpoint_file(
-            path, trust_hint='convert it once with convert_to_backbone_weights --trust-checkpoint'))
-        prefix = prefix if prefix is not None else (
-            'backbone.' if any(k.startswith('backbone.') for k in state_dict) else None)
-        if prefix:
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        state_dict, dropped = split_keys(state_dict, self.classifier_prefixes)
-        state_dict = self.remap_classifier_keys(state_dict)
-        name = f'{self.family}-{self.arch}'
-        model_state = self.state_dict()
-        matched = [k for k in state_dict if k in model_state]
-        if not matched:
-            family = guess_family(state_dict)
-            looks = f' (it looks like a {family} checkpoint)' if family and family != self.family else ''
-            raise CheckpointError(f'{path}: no keys match {name}{looks}; '
-                                  f'pass a {self.family} classifier or backbone checkpoint')
-        mismatches = shape_mismatches(state_dict, model_state)
-        if mismatches:
-            raise CheckpointError(describe_shape_mismatch(
-                mismatches, path, hint=f'is it a checkpoint of another {self.family} arch?'))
-        result = self.load_state_dict(state_dict, strict=False)
-        missing = [k for k in result.missing_keys if not k.endswith('num_batches_tracked')]
-        initial = [k for k in missing if under_prefix(k, self.backbone_only_prefixes)]
-        missing = [k for k in missing if k not in initial]
-        logger.info(f'{name}: loaded {len(matched)} tensors from {path} [{wrapper}]; '
-                    f'dropped classifier keys: {sum(map(len, dropped.values()))}'
-                    + (f'; backbone-only tensors at their initial values: {len(initial)}' if initial else ''))
-        if missing:
-            logger.warning(f'{name}: missing keys ({len(missing)}): {", ".join(missing[:20])}')
-        if result.unexpected_keys:
-            logger.warning(f'{name}: unexpected keys ({len(result.unexpected_keys)}): '
-                           f'{", ".join(result.unexpected_keys[:20])}')
-        return dict(loaded=matched, missing=missing, unexpected=list(result.unexpected_keys),
-                    dropped=dropped, wrapper=wrapper)
+        """Load a classifier, backbone or detector checkpoint through the checkpoint
+        pipeline (:mod:`backbones.weights`): every backbone tensor comes from the file
+        (cropped where the family allows it) or is refused in one line; returns what was loaded."""
+        weights = load_backbone_weights(checkpoint, self, prefix=prefix)
+        result = self.load_state_dict(weights.state_dict, strict=True)
+        fit, name = weights.fit, f'{self.family}-{self.arch}'
+        logger.info(f'{name}: loaded {fit.matched} tensors from {weights.source.path} [{weights.source.wrapper}]; '
+                    f'dropped classifier keys: {sum(map(len, weights.dropped.values()))}'
+                    + (f'; kernels centre-cropped: {len(weights.crops)}' if weights.crops else '')
+                    + (f'; backbone-only tensors at their initial values: {len(fit.initial)}' if fit.initial else ''))
+        kept = set(fit.filled) | set(fit.initial)
+        return dict(loaded=[k for k in weights.state_dict if k not in kept], missing=list(result.missing_keys),
+                    unexpected=list(result.unexpected_keys),
+                    dropped=weights.dropped, cropped=[c.key for c in weights.crops], initial=list(fit.initial),
+                    wrapper=weights.source.wrapper, prefix=weights.prefix)
+
+    # ---- checkpoint forms (hooks of the checkpoint pipeline) ----------------------
+    def match_checkpoint_form(self, state_dict) -> None:
+        """Called with a checkpoint's weights (in this backbone's key layout) before they are
+        fitted: a backbone that loads another form than its current one switches to it here."""
+
+    def explain_misfit(self, state_dict) -> Optional[str]:
+        """Why ``state_dict`` does not fit, where the family recognises the cause (e.g. a
+        deploy-form file for a training-form backbone); None otherwise."""
+        return None

@@ -19,10 +19,13 @@ Deploy forms, each equal to the training form in eval mode:
 2. ``fuse(single_kernel=True)``: also each ChunkConv as one 11x11 depthwise conv
    (:class:`SingleKernelChunkConv`, the paper's single-branch equivalent form);
 3. ``RepNeXtBackbone(..., deploy=True)`` builds form 1 (or 2 with ``single_kernel=True``)
-   directly, for weights saved by ``tools/reparameterize.py``.
+   directly, for weights saved by :func:`reparameterize_checkpoint` (``reparameterize``
+   on the command line), which collapses a trained detector's or segmentor's backbone.
 """
+import functools
 import re
-from typing import List, NamedTuple, Optional, Tuple
+from pathlib import Path
+from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -33,13 +36,16 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._fusion import (bn_scale_shift, compose_row_column, depthwise_conv, dilate_kernel,
                       fuse_bn_pointwise_conv, fuse_modules, pad_kernel, scale_conv_output)
-from .checkpoint import CheckpointError, load_checkpoint_file, unwrap_state_dict
-from .hub import download, timm_release_cfgs
+from .checkpoint import CheckpointError, guess_family, load_checkpoint_file, sha256_of
+from .hub import timm_release_cfgs
 from .multiscale import FAMILY_KEY_SIGNATURES, MultiScaleBackbone, logger
 from .recnext import ConvNorm, RecNeXt, Stem, _cfg, conv_mlp, metanext_trunk, register_metanext
+from .weights import (ConversionError, check_output_path, reparameterize_state_dict, resolve_checkpoint,
+                      write_atomically)
 
 __all__ = ['RepNeXt', 'RepNeXtBackbone', 'ChunkConv', 'CopyConv', 'SingleKernelChunkConv',
-           'REPNEXT_ARCHS', 'collapse_chunk_convs']
+           'REPNEXT_ARCHS', 'collapse_chunk_convs', 'checkpoint_form', 'reparameterize_checkpoint',
+           'reparameterize_file']
 
 MLP_RATIO = 2  # hidden width of every MLP, as in RecNeXt-M
 
@@ -61,7 +67,15 @@ REPNEXT_ARCHS = {
 LARGE_KERNEL = 11
 # The small branch (its 3x3, or the conv it fuses into) exists only in RepNeXt checkpoints.
 FAMILY_KEY_SIGNATURES['RepNeXt'] = r'token_mixer\.conv_s\.(conv_3_3\.)?weight$'
-TRAINING_FORM_KEY = r'token_mixer\.conv_s\.conv_3_3\.weight$'
+# The three forms' checkpoints, told apart by their keys (checked in this order): the
+# multi-branch small branch; level 2's single-kernel ChunkConv; level 1's fused small branch.
+FORM_KEYS = (('training', r'token_mixer\.conv_s\.conv_3_3\.weight$'),
+             ('single_kernel', r'token_mixer\.edge_bias$'),
+             ('deploy', r'token_mixer\.conv_s\.weight$'))
+FORM_NAMES = {'training': 'training-form', 'deploy': 'deploy-form',
+              'single_kernel': 'single-kernel deploy-form (level 2)'}
+FORM_OPTIONS = {'training': 'deploy=False', 'deploy': 'deploy=True',
+                'single_kernel': 'deploy=True, single_kernel=True'}
 
 
 def _depthwise(channels: int, kernel_size, stride=1, padding=0, dilation=1, bias=True) -> nn.Conv2d:
@@ -310,13 +324,23 @@ class RepNeXt(RecNeXt):
         return collapse_chunk_convs(self) if single_kernel else self
 
 
+def checkpoint_form(keys: Iterable[str]) -> Optional[str]:
+    """'training', 'deploy' (level 1) or 'single_kernel' (level 2): the form of the RepNeXt
+    weights whose keys are ``keys``; None for keys of no RepNeXt form."""
+    keys = list(keys)
+    return next((form for form, pattern in FORM_KEYS if any(re.search(pattern, k) for k in keys)), None)
+
+
 class RepNeXtBackbone(MultiScaleBackbone):
     """RepNeXt-M trunk for dense prediction: stage features at strides 4/8/16/32.
 
     Registered in mmdet's and mmseg's MODELS as ``type='RepNeXt', arch='m3'``; see
     :class:`MultiScaleBackbone` for out_indices, frozen_stages, norm_eval and init_cfg.
     ``deploy=True`` builds the reparameterised form directly (its state_dict is what
-    ``tools/reparameterize.py`` writes); ``single_kernel=True`` makes that form level 2.
+    :func:`reparameterize_checkpoint` writes); ``single_kernel=True`` makes that form level 2.
+    A deploy backbone also takes training-form weights, however they arrive (``init_cfg``,
+    or a detector's ``load_state_dict`` as mmengine's ``Runner.load_checkpoint`` does it):
+    it takes the training form for the load and folds it again right after.
     """
 
     family = 'RepNeXt'
@@ -325,6 +349,8 @@ class RepNeXtBackbone(MultiScaleBackbone):
     def __init__(self, arch: str, *args, single_kernel: bool = False, **kwargs):
         self.single_kernel = single_kernel  # read by build(), which runs inside super().__init__
         super().__init__(arch, *args, **kwargs)
+        self.register_load_state_dict_pre_hook(RepNeXtBackbone._take_checkpoint_form)
+        self.register_load_state_dict_post_hook(RepNeXtBackbone._fold_after_load)
 
     def build(self, arch: str, drop_path_rate: float, in_channels: int):
         self.stem, stages, info = build_trunk(arch, in_channels, drop_path_rate)
@@ -341,28 +367,117 @@ class RepNeXtBackbone(MultiScaleBackbone):
             collapse_chunk_convs(self)
         return self
 
-    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> dict:
-        """As the base class; a deploy=True backbone also takes training-form weights (a
-        classifier release, the converter's default output), collapsed as they load."""
-        if not (self.fused and _holds_training_form(checkpoint)):
-            return super().load_pretrained(checkpoint, prefix)
-        twin = RepNeXtBackbone(self.arch, single_kernel=self.single_kernel,
-                               in_channels=self.in_channels)
-        result = twin.load_pretrained(checkpoint, prefix)
-        self.load_state_dict(twin.eval().switch_to_deploy().state_dict())
-        logger.info(f'{self.family}-{self.arch}: training-form weights collapsed into the deploy form')
-        return result
+    # ---- checkpoint forms ----------------------------------------------------------
+    @property
+    def form(self) -> str:
+        if not self.fused:
+            return 'training'
+        return 'single_kernel' if self.single_kernel else 'deploy'
+
+    def match_checkpoint_form(self, state_dict) -> None:
+        """A deploy backbone given training-form weights takes the training form's structure
+        (fresh values, on its own device and dtype) for the load; the load hook folds it."""
+        if self.fused and checkpoint_form(state_dict) == 'training':
+            reference = next(self.parameters())
+            self.stem, stages, _ = build_trunk(self.arch, self.in_channels)
+            self.stages = nn.ModuleList(stages)
+            self.stem.to(device=reference.device, dtype=reference.dtype)
+            self.stages.to(device=reference.device, dtype=reference.dtype)
+            self.fused = False
+            self.train(self.training)  # frozen stages and norm_eval, as for the old modules
+            logger.info(f'{self.family}-{self.arch}: loading training-form weights into the deploy form')
+
+    def explain_misfit(self, state_dict) -> Optional[str]:
+        form = checkpoint_form(state_dict)
+        if form is None or form == self.form or (form == 'training' and self.deploy):
+            return None
+        fix = 'single_kernel=False' if form == 'deploy' and self.deploy else FORM_OPTIONS[form]
+        return f'this file is a {FORM_NAMES[form]} RepNeXt: set {fix}'
+
+    def _take_checkpoint_form(self, state_dict, prefix, *_):
+        # load_state_dict pre-hook: sees the whole (e.g. detector) state_dict before any
+        # child loads its part, so the training form is in place when they do.
+        keys = [k[len(prefix):] for k in state_dict if k.startswith(prefix)]
+        self.match_checkpoint_form(keys)
+        cause = self.explain_misfit(keys)
+        if cause:
+            raise CheckpointError(f"the {prefix or 'checkpoint'}* weights do not fit "
+                                  f'{self.family}-{self.arch} ({FORM_NAMES[self.form]}): {cause}')
+
+    def _fold_after_load(self, incompatible_keys):
+        if self.deploy and not self.fused:
+            self.switch_to_deploy()
+            self.train(self.training)  # the folded modules are new: freeze them as configured
 
 
-def _holds_training_form(checkpoint: str) -> bool:
-    """Whether a checkpoint holds RepNeXt's multi-branch weights. Unreadable files say
-    False, so that the base loader reports them."""
-    path = download(checkpoint) if re.match(r'https?://', str(checkpoint)) else str(checkpoint)
-    try:
-        state_dict, _ = unwrap_state_dict(load_checkpoint_file(path))
-    except (CheckpointError, OSError):
-        return False
-    return any(re.search(TRAINING_FORM_KEY, key) for key in state_dict)
+# ---- reparameterisation of trained checkpoints -----------------------------------------
+DETECTOR_PREFIX = 'backbone.'
+# Training-loop state that only resumes the training form.
+TRAINING_STATE = ('optimizer', 'param_schedulers', 'message_hub')
+
+
+def _shapes(module: nn.Module) -> Dict[str, tuple]:
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def find_arch(state_dict, source: str) -> str:
+    """The arch whose training-form keys and shapes are exactly those of ``state_dict``."""
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
+    with torch.device('meta'):  # shapes only: nothing is allocated
+        for arch in REPNEXT_ARCHS:
+            if _shapes(RepNeXtBackbone(arch)) == shapes:
+                return arch
+        # Only now the slower deploy builds, to say why nothing fits.
+        for arch in REPNEXT_ARCHS:
+            if _shapes(RepNeXtBackbone(arch, deploy=True)) == shapes:
+                raise ConversionError(f'{source}: the backbone is already in the deploy form (RepNeXt-{arch})')
+    raise ConversionError(f'{source}: the backbone weights fit no RepNeXt arch ({", ".join(REPNEXT_ARCHS)}) '
+                          'in the training form exactly; is it already reparameterised?')
+
+
+def reparameterize_checkpoint(checkpoint: dict, source: str, single_kernel: bool = False) -> Tuple[dict, str]:
+    """A trained RepNeXt detector or segmentor checkpoint (tools/train.py's) -> the same
+    with its ``backbone.*`` weights in the deploy form (checked against the training form),
+    neck and heads unchanged, training-loop state dropped; and a one-line summary."""
+    state_dict = checkpoint.get('state_dict')
+    if not isinstance(state_dict, dict):
+        raise ConversionError(f"{source} has no 'state_dict': pass a checkpoint written by tools/train.py")
+    backbone_state = {k[len(DETECTOR_PREFIX):]: v for k, v in state_dict.items() if k.startswith(DETECTOR_PREFIX)}
+    if not backbone_state:
+        raise ConversionError(f'{source} has no {DETECTOR_PREFIX}* weights: pass a detector or segmentor checkpoint')
+    family = guess_family(backbone_state)
+    if family != 'RepNeXt':
+        raise ConversionError(f'{source}: the backbone is ' + (
+            f'a {family}, which has no separate deploy form to write: its deploy=True backbone loads the '
+            'training weights and folds BN itself' if family else 'not a RepNeXt'))
+    arch = find_arch(backbone_state, source)
+    build = functools.partial(RepNeXtBackbone, arch, single_kernel=single_kernel)
+    deploy_state, error = reparameterize_state_dict(build, backbone_state, source)
+    others = {k: v for k, v in state_dict.items() if not k.startswith(DETECTOR_PREFIX)}
+    out = {key: value for key, value in checkpoint.items() if key not in TRAINING_STATE}
+    out['state_dict'] = {**{DETECTOR_PREFIX + k: v for k, v in deploy_state.items()}, **others}
+    meta = dict(out.get('meta') or {})
+    meta['reparameterized'] = dict(family=family, arch=arch, single_kernel=single_kernel,
+                                   source=str(source), max_relative_error=error,
+                                   dropped=[k for k in TRAINING_STATE if k in checkpoint])
+    out['meta'] = meta
+    level = 'level 2 (single 11x11 ChunkConv)' if single_kernel else 'level 1'
+    summary = (f'{family}-{arch} backbone: {len(backbone_state)} -> {len(deploy_state)} tensors, {level}; '
+               f'{len(others)} other tensors kept; deploy vs training max relative error {error:.1e}')
+    return out, summary
+
+
+def reparameterize_file(checkpoint, output, single_kernel: bool = False, force: bool = False,
+                        trust: bool = False) -> str:
+    """:func:`reparameterize_checkpoint` from file to file (written atomically, with the
+    source's sha256 in its meta); returns the summary."""
+    output = check_output_path(Path(output), force)
+    path = resolve_checkpoint(checkpoint, missing_hint=None)
+    loaded = load_checkpoint_file(path, trust=trust, trust_hint='if you trust its source, pass --trust-checkpoint')
+    out, summary = reparameterize_checkpoint(loaded, path, single_kernel)
+    out['meta']['reparameterized']['source_sha256'] = sha256_of(path)
+    write_atomically(out, output)
+    return summary
 
 
 # The authors' distilled releases (url, crop, interpolation) come from backbones/hub.py:

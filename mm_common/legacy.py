@@ -13,8 +13,9 @@ norm-layer names):
   ``scale_heads``, ``psp_modules``/``bottleneck``/``fpn_bottleneck``, ``conv_seg`` ...);
   only how they are built moved to ``MODELS.build``. The 3.x data preprocessors' mean/std
   buffers are not persistent, so they add no keys. The authors' RecNeXt/RepNeXt trunks
-  name their modules as our backbones do. :data:`KEY_RENAMES` is therefore empty for these
-  configs; it is where a rename would go.
+  name their modules as our backbones do. Oriented1D's ConvNeXt-1D trunks wrap every
+  oriented conv in ``Wrapper(conv)`` (``backbone.stages.0.0.dwconv.conv.theta``): the one
+  rename in :data:`KEY_RENAMES`, the same the backbone's own key remap applies.
 * ``meta``: 2.x/0.x store ``CLASSES``/``PALETTE`` and ``mmdet_version``/``mmseg_version``
   (and mmcv's ``config`` text, ``hook_msgs``); 3.x/1.x keep classes and palette in
   ``meta['dataset_meta']`` (mmdet's ``init_detector`` and mmseg's ``init_model`` read it).
@@ -32,8 +33,11 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
+from mm_efficient_backbones.backbones.convnext1d import WRAPPED_ORIENTED_CONV_KEY
+
 # library -> [(regex on a state_dict key, replacement)], applied in order.
-KEY_RENAMES: Dict[str, List[Tuple[str, str]]] = {'mmdet': [], 'mmseg': []}
+ORIENTED1D_WRAPPER = (WRAPPED_ORIENTED_CONV_KEY, r'\1.\2')
+KEY_RENAMES: Dict[str, List[Tuple[str, str]]] = {'mmdet': [ORIENTED1D_WRAPPER], 'mmseg': [ORIENTED1D_WRAPPER]}
 # 2.x/0.x meta key -> 3.x/1.x dataset_meta key.
 DATASET_META_KEYS = {'CLASSES': 'classes', 'PALETTE': 'palette'}
 LEGACY_MAJOR = {'mmdet': '2', 'mmseg': '0'}
@@ -78,7 +82,8 @@ def convert_legacy_checkpoint(checkpoint: dict) -> List[str]:
             state_dict[re.sub(pattern, replacement, key)] = state_dict.pop(key)
             renamed += 1
     mapped.append(f'renamed {renamed} of {len(state_dict)} state_dict keys (the heads in our configs '
-                  f'kept their {library} {LEGACY_MAJOR[library]}.x names)')
+                  f'kept their {library} {LEGACY_MAJOR[library]}.x names'
+                  + ("; Oriented1D's Wrapper(conv) keys unwrapped" if renamed else '') + ')')
     return mapped
 
 

@@ -1,4 +1,5 @@
-"""convert_to_backbone_weights: wrappers, dropping, kernel cropping, verify and one-line errors."""
+"""convert_to_backbone_weights and the checkpoint pipeline under it (backbones.weights): wrappers,
+dropping, kernel cropping, verify and one-line errors."""
 import argparse
 import copy
 import os
@@ -13,7 +14,7 @@ import timm
 import torch
 from torch import nn
 
-from mm_efficient_backbones.backbones import FAMILY_KEY_SIGNATURES, MODEL_TO_BACKBONE, RecNeXtBackbone
+from mm_efficient_backbones.backbones import FAMILY_KEY_SIGNATURES, MODEL_TO_BACKBONE, RecNeXtBackbone, weights
 from mm_efficient_backbones.backbones.multiscale import MultiScaleBackbone
 from conftest import ROOT, reference_shapes
 from mm_efficient_backbones.tools import convert_to_backbone_weights as convert
@@ -72,7 +73,7 @@ def args_for(model, checkpoint, out_dir, *extra):
     return ('--model', model, '--checkpoint', checkpoint, '--output-dir', out_dir, *extra)
 
 
-def assert_fails_cleanly(capsys, argv, message, out_dir, code=1):
+def assert_fails_cleanly(capsys, argv, message, out_dir, code=2):
     """One matching line on stderr, no traceback, the exit code, nothing left in out_dir."""
     got, _, err = run(capsys, *argv)
     lines = err.strip().splitlines()
@@ -177,7 +178,7 @@ def test_verify_every_family(tmp_path, capsys, model):
     classifier = randomized(timm.create_model(model), seed=3)
     torch.save({'model': classifier.state_dict()}, tmp_path / 'cls.pth')
     code, out, err = run(capsys, *args_for(model, tmp_path / 'cls.pth', tmp_path, '--verify'))
-    n = len(MODEL_TO_BACKBONE[model][0](MODEL_TO_BACKBONE[model][1]).state_dict())
+    n = len(MODEL_TO_BACKBONE[model].build().state_dict())
     assert code == 0, err
     assert re.search(r'^\[7/7\] verify strict load and forward pass: features ', out, re.M)
     assert re.fullmatch(rf'ok: {n} tensors, \d+ cropped', out.rstrip().splitlines()[-1])
@@ -202,7 +203,7 @@ def test_console_script_points_at_main():
 
 
 def test_family_rules_come_from_the_backbone_class():
-    rules = convert.FamilyRules.of(RecNeXtBackbone)
+    rules = weights.FamilyRules.of(RecNeXtBackbone)
     assert rules.family == 'RecNeXt' and rules.classifier_prefixes == ('head', 'head_dist')
     assert not rules.crop_kernels
     sd = {'stem.x': torch.zeros(1)}
@@ -269,7 +270,7 @@ class TinyClassifier(nn.Module):
 
 @pytest.fixture
 def tiny_family(monkeypatch):
-    monkeypatch.setitem(MODEL_TO_BACKBONE, 'tiny_k13', (TinyKernelBackbone, 'k13'))
+    monkeypatch.setitem(MODEL_TO_BACKBONE, 'tiny_k13', weights.BackboneTarget(TinyKernelBackbone, 'k13'))
     monkeypatch.setitem(FAMILY_KEY_SIGNATURES, 'TinyKernel', r'^layers\.\d+\.dwconv\.weight$')
 
 
@@ -330,7 +331,7 @@ def test_kernels_are_centre_cropped(tmp_path, capsys, tiny_family):
     ((96, 1, 1, 31), (96, 1, 1, 31), None),  # nothing to crop
 ])
 def test_centre_crop_window(source, target, window):
-    assert convert.centre_crop_window(source, target) == window
+    assert weights.centre_crop_window(source, target) == window
 
 
 def test_uncroppable_tiny_mismatch_fails(tmp_path, capsys, tiny_family):
@@ -351,10 +352,10 @@ def test_families_without_the_rule_never_crop(tmp_path, capsys):
                          r'\.convs\.0\.weight has shape \(40, 1, 7, 7\) .* but \(40, 1, 5, 5\)', tmp_path / 'out')
 
 
-# ---- bad input: one line on stderr, exit != 0, no output file -----------------------------------
+# ---- bad input: one line on stderr, exit code 2, no output file -----------------------------------
 def test_missing_file(tmp_path, capsys):
     assert_fails_cleanly(capsys, args_for('recnext_m0', tmp_path / 'nope.pth', tmp_path / 'out'),
-                         r'checkpoint not found: .*nope\.pth', tmp_path / 'out')
+                         r'checkpoint not found: \S*nope\.pth$', tmp_path / 'out')
 
 
 def test_not_a_torch_file(tmp_path, capsys):
@@ -381,7 +382,7 @@ def test_other_family_names_its_models(tmp_path, capsys, tiny_family):
 def test_unrelated_keys(tmp_path, capsys):
     torch.save({'features.0.weight': torch.zeros(3)}, tmp_path / 'other.pth')
     assert_fails_cleanly(capsys, args_for('recnext_m0', tmp_path / 'other.pth', tmp_path / 'out'),
-                         r'no keys match the recnext_m0 backbone', tmp_path / 'out')
+                         r'other\.pth: no keys match recnext_m0 backbone; pass a RecNeXt classifier or backbone checkpoint$', tmp_path / 'out')
 
 
 def test_other_arch_is_a_shape_mismatch(tmp_path, capsys):
@@ -417,7 +418,7 @@ def test_existing_output_needs_force(tmp_path, capsys):
     existing = out_dir / 'recnext_m0_backbone.pth'
     existing.write_bytes(b'old')
     code, _, err = run(capsys, *args_for('recnext_m0', tmp_path / 'cls.pth', out_dir))
-    assert code == 1
+    assert code == 2
     assert err.strip() == (f'convert_to_backbone_weights: error: {existing} already exists; '
                            'pass --force to overwrite it')
     assert existing.read_bytes() == b'old' and list(out_dir.iterdir()) == [existing]
@@ -457,7 +458,7 @@ def test_interrupted_write_leaves_no_output(tmp_path, capsys, monkeypatch, failu
     def half_save(payload, f):
         f.write(b'partial')
         raise failure
-    monkeypatch.setattr(convert.torch, 'save', half_save)
+    monkeypatch.setattr(weights.torch, 'save', half_save)
     argv = args_for('recnext_m0', tmp_path / 'cls.pth', tmp_path / 'out')
     if isinstance(failure, OSError):
         assert_fails_cleanly(capsys, argv, r'cannot write .*recnext_m0_backbone\.pth: .*No space left on device',
@@ -472,6 +473,6 @@ def test_verify_reports_the_exact_strict_load_mismatch(tmp_path):
     state = RecNeXtBackbone('m0').state_dict()
     del state['stem.stem.0.conv.weight']
     torch.save({'state_dict': state}, tmp_path / 'partial.pth')
-    with pytest.raises(convert.ConversionError, match=r'^verify failed: strict load into the backbone: '
+    with pytest.raises(weights.ConversionError, match=r'^verify failed: strict load into the backbone: '
                                                       r'Missing key\(s\) in state_dict: "stem\.stem\.0\.conv\.weight"'):
-        convert.verify(tmp_path / 'partial.pth', RecNeXtBackbone('m0'))
+        weights.verify(tmp_path / 'partial.pth', RecNeXtBackbone('m0'))

@@ -86,20 +86,21 @@ def test_backbone_arguments():
 
 
 @pytest.mark.parametrize('variant', ['1dpp', '2dpp'])
-def test_cropping_equals_zeroing_the_taps_outside_the_window(variant):
-    """Converting a classifier (the converter's own fit/crop steps) gives the backbone the
-    function of the classifier whose oriented taps beyond the downstream kernel are zeroed."""
-    from mm_efficient_backbones.tools.convert_to_backbone_weights import FamilyRules, apply_fit, check_fit, plan_fit, resolve_target
+def test_cropping_equals_zeroing_the_taps_outside_the_window(variant, tmp_path):
+    """A raw classifier release through init_cfg (the checkpoint pipeline crops its kernels)
+    gives the backbone the function of the classifier whose oriented taps beyond the
+    downstream kernel are zeroed."""
     torch.manual_seed(0)
     classifier = ConvNeXt1D('demo', variant=variant).eval()
-    backbone = ConvNeXt1DBackbone('demo', variant=variant).eval()
-    rules = FamilyRules.of(ConvNeXt1DBackbone)
-    state = {k: v for k, v in classifier.state_dict().items() if not k.startswith(('head', 'norm.'))}
-    fit = plan_fit(state, backbone.state_dict(), rules)
-    check_fit(fit, resolve_target('convnext_tiny_1dpp'), 'demo', list(state))
-    assert fit.crops and fit.initial == [f'norm{i}.{p}' for i in range(4) for p in ('weight', 'bias')]
-    converted, crops = apply_fit(state, backbone.state_dict(), fit)
-    backbone.load_state_dict(converted, strict=True)
+    torch.save({'model': classifier.state_dict()}, tmp_path / 'release.pth')
+    backbone = ConvNeXt1DBackbone('demo', variant=variant)
+    result = backbone.load_pretrained(str(tmp_path / 'release.pth'))  # what init_cfg=dict(type='Pretrained') runs
+    backbone.eval()
+    classifier_modules = dict(classifier.named_modules())
+    want_cropped = [name for name, m in backbone.named_modules()
+                    if isinstance(m, OrientedConv1d) and m.kernel_size != classifier_modules[name].kernel_size]
+    assert want_cropped and sorted(result['cropped']) == sorted(f'{n}.weight' for n in want_cropped)
+    assert result['initial'] == [f'norm{i}.{p}' for i in range(4) for p in ('weight', 'bias')]
     # Zero the classifier's taps outside the centred downstream window instead.
     with torch.no_grad():
         for name, module in classifier.named_modules():
@@ -119,14 +120,18 @@ def test_cropping_equals_zeroing_the_taps_outside_the_window(variant):
 
 
 def test_converter_resolves_oriented1d_spelling():
-    from mm_efficient_backbones.tools.convert_to_backbone_weights import parse_args, resolve_target
+    from mm_efficient_backbones.backbones.weights import FamilyRules
+    from mm_efficient_backbones.tools.convert_to_backbone_weights import parse_args
     args = parse_args(['--model', 'convnext_tiny', '--variant', '1d', '--checkpoint', 'x.pth', '--output_dir', 'o'])
-    target = resolve_target(args.model)
+    target = MODEL_TO_BACKBONE[args.model]
     assert args.model == 'convnext_tiny_1d' and target.family == 'ConvNeXt1D' and target.arch == 'tiny'
-    assert target.rules.crop_kernels and target.rules.classifier_prefixes == ('head', 'norm')
+    assert target.backbone_cls is ConvNeXt1DBackbone and target.options == dict(variant='1d')
+    rules = FamilyRules.of(target.backbone_cls)
+    assert rules.crop_kernels and rules.classifier_prefixes == ('head', 'norm')
     with torch.device('meta'):
         backbone = target.build()
-    assert backbone.variant == '1d' and isinstance(backbone, ConvNeXt1DBackbone)
+    assert backbone.variant == '1d' and type(backbone) is ConvNeXt1DBackbone
+    assert not hasattr(ConvNeXt1DBackbone, 'for_variant')  # no classes made at run time
     assert sorted(k for k in MODEL_TO_BACKBONE if k.startswith('convnext_')) == sorted(
         f'convnext_{a}_{v}' for a in ('tiny', 'base') for v in VARIANTS)
 

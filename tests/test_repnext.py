@@ -202,7 +202,7 @@ def test_reparameterize_keeps_the_rest_and_refuses_bad_input(tmp_path, capsys):
         ([str(tmp_path / 'no_backbone.pth'), str(tmp_path / 'x.pth')], 'has no backbone.* weights'),
     ]
     for argv, message in cases:
-        assert reparameterize.main(argv) == 1
+        assert reparameterize.main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / 'again.pth').exists() and not (tmp_path / 'x.pth').exists()
