@@ -6,7 +6,6 @@
 """
 import argparse
 import sys
-from typing import List
 
 from mm_efficient_backbones.backbones.errors import exit_code_of
 from mm_efficient_backbones.mm_common.erf import effective_receptive_fields
@@ -28,7 +27,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def erf(args) -> List[dict]:
+def erf(args) -> None:
     results = effective_receptive_fields(args.models, args.images, args.num_images, args.out, args.checkpoint,
                                          args.stage, args.size, args.device, write_json=args.json)
     for result in results:
@@ -37,7 +36,6 @@ def erf(args) -> List[dict]:
     if args.json:
         print(f"ratios: {results[0]['json']}")
     print(f'figure: {args.out}')
-    return results
 
 
 def main(argv=None) -> int:
