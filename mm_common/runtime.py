@@ -203,3 +203,73 @@ def check_data_roots(cfg, splits: Iterable[str]) -> None:
             path = ann if os.path.isabs(ann) else os.path.join(root, ann)
             if not os.path.exists(path):
                 raise UserError(f'{split} annotation file not found: {path}')
+
+
+# ---- the runs the tools start ------------------------------------------------------
+def warn(message: str) -> None:
+    """A one-line warning on stderr (the tools' ``error:`` lines go there too)."""
+    import sys
+    print(message, file=sys.stderr, flush=True)
+
+
+def train_from_config(cfg, launcher: str = 'none', resume=None, allow_partial: bool = False,
+                      amp: bool = False, auto_scale_lr: bool = False, check_only: bool = False) -> None:
+    """tools/train.py: check the data and every checkpoint the run reads (before any work),
+    then train with atomic checkpoint saving. ``resume``: None, 'auto' or a path."""
+    from .atomic_checkpoint import make_checkpoint_saving_atomic
+    from .checkpoint_fit import check_training_checkpoints
+    check_data_roots(cfg, ('train', 'val'))  # before any download
+    prepare_checkpoints(cfg)
+    check_training_checkpoints(cfg, resume, allow_partial, warn=warn)
+    if check_only:
+        return
+    how = configure_launch(cfg, launcher)
+    if amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if auto_scale_lr:
+        cfg.setdefault('auto_scale_lr', {})['enable'] = True
+    make_checkpoint_saving_atomic()
+    runner = build_runner(cfg, ('train', 'val'))
+    runner.logger.info(f'launch: {how}')
+    runner.train()
+
+
+def draw_predictions(cfg, show_dir: str) -> None:
+    """Turn on mmdet's / mmseg's own visualisation hook for the test set, as their test.py
+    does: DetVisualizationHook writes SHOW_DIR/<image name>; SegVisualizationHook draws
+    through the visualizer, whose save_dir becomes SHOW_DIR (SHOW_DIR/vis_data/vis_image/)."""
+    hook = (cfg.get('default_hooks') or {}).get('visualization')
+    if not hook:
+        raise UserError('--show-dir needs default_hooks.visualization in the config '
+                        '(the mmdet::/mmseg:: default_runtime bases have it)')
+    hook['draw'] = True
+    if cfg.get('default_scope') == 'mmdet':
+        hook['test_out_dir'] = os.path.abspath(show_dir)
+    else:
+        cfg.visualizer['save_dir'] = os.path.abspath(show_dir)
+        hook['interval'] = 1  # SegVisualizationHook draws only every interval-th test batch
+
+
+def evaluate_checkpoint(cfg, checkpoint: str, launcher: str = 'none', allow_partial: bool = False,
+                     out: str = None, show_dir: str = None, check_only: bool = False) -> dict:
+    """tools/test.py: check the data and the checkpoint against the config's model (before any
+    work), then evaluate it; returns the metrics (empty with ``check_only``)."""
+    from .checkpoint_fit import check_checkpoint_fits
+    cfg.load_from = checkpoint
+    check_data_roots(cfg, ('test',))  # before any download
+    if show_dir:
+        draw_predictions(cfg, show_dir)
+    if out and not out.endswith(('.pkl', '.pickle')):
+        raise UserError(f'--out {out}: give a .pkl file for the raw predictions')
+    # URL -> hub cache; an mmdet 2.x / mmseg 0.x file is mapped as it loads (mm_common.legacy).
+    prepare_checkpoints(cfg, pretrained=False, load_from_option='CHECKPOINT')
+    check_checkpoint_fits(cfg, cfg.load_from, allow_partial)
+    if check_only:
+        return {}
+    configure_launch(cfg, launcher)
+    runner = build_runner(cfg, ('test',))
+    if out:
+        from mmengine.evaluator import DumpResults
+        runner.test_evaluator.metrics.append(DumpResults(out_file_path=out))
+    return runner.test()

@@ -9,9 +9,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from mm_efficient_backbones.mm_common import erf as erf_lib
+from mm_efficient_backbones.mm_common import feature_maps as fm_lib
+from mm_efficient_backbones.mm_common.analysis import DPI
 from mm_efficient_backbones.tools.analysis import erf as erf_tool
 from mm_efficient_backbones.tools.analysis import feature_maps as fm_tool
-from mm_efficient_backbones.tools.analysis.common import DPI
 
 
 # ---- ERF method ---------------------------------------------------------------------
@@ -29,7 +31,7 @@ def two_stacked_3x3_convs(weight=None) -> nn.Module:
 
 def test_erf_of_two_stacked_3x3_convs_is_the_5x5_window():
     net = two_stacked_3x3_convs()
-    grad = erf_tool.input_gradient(net, torch.randn(1, 3, 15, 15))
+    grad = erf_lib.input_gradient(net, torch.randn(1, 3, 15, 15))
     window = torch.zeros(15, 15, dtype=torch.bool)
     window[5:10, 5:10] = True  # the output's centre is (7, 7); two 3x3 convs reach +-2
     assert torch.equal(grad != 0, window)
@@ -40,17 +42,17 @@ def test_erf_area_ratios_follow_from_the_window():
     # 4 * t(dy) * t(dx) per colour channel, t = (1, 2, 3, 2, 1): summed over 3 colours,
     # 12 * t * t = 108 at the centre down to 12 in the corners.
     x = torch.randn(1, 3, 15, 15)
-    raw = erf_tool.accumulate_erf(two_stacked_3x3_convs(weight=1.0), [x, 2 * x]).astype(np.float64)
+    raw = erf_lib.accumulate_erf(two_stacked_3x3_convs(weight=1.0), [x, 2 * x]).astype(np.float64)
     t = np.array([1, 2, 3, 2, 1], dtype=np.float64)
     expected = np.zeros((15, 15))
     expected[5:10, 5:10] = 12 * np.outer(t, t)
     np.testing.assert_allclose(raw, expected)  # linear net: same map for every image
-    data = erf_tool.log_normalised(raw)
+    data = erf_lib.log_normalised(raw)
     np.testing.assert_allclose(data.max(), 1.0)
     total = data.sum()
     # log10(v + 1): the centre holds 6 % of the sum, the 3x3 window 46 %, the 5x5 window all of it.
     assert data[7, 7] / total < 0.2 < 0.3 < data[6:9, 6:9].sum() / total < 0.5
-    ratios = erf_tool.area_ratios(data)
+    ratios = erf_lib.area_ratios(data)
     assert {k: v['side'] for k, v in ratios.items()} == {'20%': 3, '30%': 3, '50%': 5, '99%': 5}
     assert ratios['20%']['area_ratio'] == pytest.approx(9 / 225)
     assert ratios['99%']['area_ratio'] == pytest.approx(25 / 225)
@@ -58,14 +60,14 @@ def test_erf_area_ratios_follow_from_the_window():
 
 def test_centred_window_covers_the_whole_image_at_most():
     data = np.ones((6, 10))
-    assert erf_tool.centred_window(data, 0.99) == dict(side=11, area_ratio=1.0)
+    assert erf_lib.centred_window(data, 0.99) == dict(side=11, area_ratio=1.0)
 
 
 # ---- feature-map defaults ---------------------------------------------------------------
 def test_default_maps_of_recnext_are_the_recursion_levels():
-    from mm_efficient_backbones.tools.analysis.common import build_model
+    from mm_efficient_backbones.mm_common.analysis import build_model
     model = build_model('recnext_m0').module
-    maps = fm_tool.default_maps(model, torch.randn(1, 3, 64, 64))
+    maps = fm_lib.default_maps(model, torch.randn(1, 3, 64, 64))
     # The last block of the first stage (level 4) at 64 / 4 = 16 pixels, coarsest first.
     assert [label for label, _ in maps] == [
         f'stages.0.blocks.1.token_mixer level {k} (1/{2 ** k})' for k in (4, 3, 2, 1, 0)]
@@ -112,7 +114,7 @@ def stand_in_trunk(mixer) -> nn.Module:
 def test_default_maps_of_chunked_branches():
     model = stand_in_trunk(lambda: ChunkMixer(4))
     x = torch.randn(1, 3, 32, 32)
-    maps = fm_tool.default_maps(model, x)
+    maps = fm_lib.default_maps(model, x)
     assert [label for label, _ in maps] == [f'1.1 {b}' for b in ('identity', 'conv_s', 'conv_m', 'conv_l')]
     with torch.no_grad():
         mixer_in = model[1][0](model[0](x))
@@ -125,7 +127,7 @@ def test_default_maps_of_chunked_branches():
 def test_default_maps_of_oriented_kernels_are_angle_groups():
     model = stand_in_trunk(lambda: OrientedConv(16))
     x = torch.randn(1, 3, 32, 32)
-    maps = fm_tool.default_maps(model, x)
+    maps = fm_lib.default_maps(model, x)
     assert [label for label, _ in maps] == [f'1.1 θ={a:.1f}°' for a in (0, 45, 90, 135)]
     with torch.no_grad():
         out = model[1](model[0](x))
@@ -133,20 +135,20 @@ def test_default_maps_of_oriented_kernels_are_angle_groups():
 
 
 def test_many_distinct_angles_are_binned():
-    groups = fm_tool.angle_groups(torch.linspace(0, math.pi, 33)[:-1])
-    assert len(groups) == fm_tool.ANGLE_BINS and sum(len(index) for _, index in groups) == 32
+    groups = fm_lib.angle_groups(torch.linspace(0, math.pi, 33)[:-1])
+    assert len(groups) == fm_lib.ANGLE_BINS and sum(len(index) for _, index in groups) == 32
 
 
 def test_default_maps_fall_back_to_the_stage_outputs():
     import timm
     torch.manual_seed(0)
     model = timm.create_model('resnet10t').eval()
-    maps = fm_tool.default_maps(model, torch.randn(1, 3, 64, 64))
+    maps = fm_lib.default_maps(model, torch.randn(1, 3, 64, 64))
     assert [label for label, _ in maps] == ['act1', 'layer1', 'layer2', 'layer3', 'layer4']
 
 
 def test_stage_output_of_a_timm_model_uses_its_classifier_weights():
-    from mm_efficient_backbones.tools.analysis.common import build_model
+    from mm_efficient_backbones.mm_common.analysis import build_model
     model = build_model('resnet10t')  # random init: features_only must get the same weights
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -166,7 +168,7 @@ def test_erf_tool_writes_figure_maps_and_ratios(demo_data, tmp_path, capsys):
     code = erf_tool.main(['--models', 'recnext_m0', 'resnet10t', '--images', str(demo_data / 'coco' / 'val2017'),
                           '--num-images', '2', '--size', '64', '--out', str(out), '--json'])
     assert code == 0, capsys.readouterr().err
-    panel = erf_tool.PANEL_INCHES * DPI
+    panel = erf_lib.PANEL_INCHES * DPI
     assert png_size(out) == (2 * panel, panel)
     assert np.load(tmp_path / 'erf_recnext_m0.npy').shape == (64, 64)
     summary = json.loads((tmp_path / 'erf.json').read_text())
@@ -180,7 +182,7 @@ def test_feature_map_tool_writes_a_grid(demo_data, tmp_path, capsys):
     out = tmp_path / 'maps.png'
     code = fm_tool.main(['recnext_m0', str(demo_data / 'coco' / 'val2017'), '--size', '64', '--out', str(out)])
     assert code == 0, capsys.readouterr().err
-    panel = fm_tool.PANEL_INCHES * DPI
+    panel = fm_lib.PANEL_INCHES * DPI
     assert png_size(out) == (5 * panel, 2 * panel)  # input + 5 levels on a 5-column grid
 
 
@@ -314,7 +316,7 @@ STAGE_2_OF = {  # the classifier's own way to stage 2
 @pytest.mark.parametrize('name, key', [('recnext_m0', 'stem.stem.0.conv.weight'), ('resnet10t', 'conv1.0.weight')])
 def test_checkpoint_is_loaded_for_our_models_and_timm_models(tmp_path, name, key):
     import timm
-    from mm_efficient_backbones.tools.analysis.common import build_model
+    from mm_efficient_backbones.mm_common.analysis import build_model
     torch.manual_seed(1)
     classifier = timm.create_model(name)
     path = tmp_path / f'{name}.pth'

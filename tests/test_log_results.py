@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mm_efficient_backbones.tools.log_results import format_percent, main, read_records, read_runs
+from mm_efficient_backbones.mm_common.logs import format_percent, read_records, read_runs
+from mm_efficient_backbones.tools.log_results import main
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = (Path(__file__).resolve().parents[2]

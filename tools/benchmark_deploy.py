@@ -11,6 +11,7 @@ the papers) are counted with tools/benchmark.py's counters.
 """
 import argparse
 import copy
+import inspect
 import os.path as osp
 import statistics
 import sys
@@ -21,6 +22,7 @@ import torch
 import timm
 
 from mm_efficient_backbones import backbones  # noqa: E402,F401  (registers the models)
+from mm_efficient_backbones.backbones.errors import UserError, exit_code_of
 from mm_efficient_backbones.tools.benchmark import count_macs, count_params
 
 FORMS = {
@@ -47,14 +49,22 @@ def main(argv=None) -> int:
     parser.add_argument('--rounds', type=int, default=5, help='interleaved timing rounds per form')
     parser.add_argument('--runs', type=int, default=3, help='forward passes per round')
     args = parser.parse_args(argv)
+    return exit_code_of(lambda: benchmark_forms(args))
+
+
+def benchmark_forms(args) -> None:
     unknown = [m for m in args.models if m not in timm.list_models()]
     if unknown:
-        print(f'error: unknown model(s) {", ".join(unknown)}; e.g. repnext_m3', file=sys.stderr)
-        return 2
+        raise UserError(f'unknown model(s) {", ".join(unknown)}; e.g. repnext_m3')
+    for option in ('size', 'batch_size', 'threads', 'rounds', 'runs'):
+        if getattr(args, option) < 1:
+            raise UserError(f'--{option.replace("_", "-")} must be at least 1, got {getattr(args, option)}')
     torch.set_num_threads(args.threads)
     x = torch.randn(args.batch_size, 3, args.size, args.size)
     for name in args.models:
         base = timm.create_model(name, num_classes=0).eval()  # trunk only: what dense prediction runs
+        if 'single_kernel' not in inspect.signature(getattr(base, 'fuse', lambda: None)).parameters:
+            raise UserError(f'{name} has no single-kernel deploy form to compare; give a RepNeXt, e.g. repnext_m3')
         models = {form: make(copy.deepcopy(base)).eval() for form, make in FORMS.items()}
         for model in models.values():
             seconds_per_batch(model, x, 1)  # warm-up
@@ -69,7 +79,6 @@ def main(argv=None) -> int:
                   f'{count_macs(model, 224) / 1e9:5.2f}G MACs @224, {ms:8.1f} ms/batch '
                   f'@{args.size} bs{args.batch_size} ({args.threads} threads), '
                   f'x{train_ms / ms:.2f} vs train', flush=True)
-    return 0
 
 
 if __name__ == '__main__':

@@ -6,7 +6,7 @@
 # before torchrun starts any process: bad input is one line and exit code 2.
 set -euo pipefail
 if [[ $# -lt 3 ]]; then
-  echo "usage: $0 CONFIG CHECKPOINT GPUS [test.py args...]" >&2; exit 2
+  echo "error: missing arguments; usage: $0 CONFIG CHECKPOINT GPUS [test.py args...]" >&2; exit 2
 fi
 CONFIG=$1
 CHECKPOINT=$2

@@ -6,7 +6,7 @@
 # before torchrun starts any process: bad input is one line and exit code 2.
 set -euo pipefail
 if [[ $# -lt 2 ]]; then
-  echo "usage: $0 CONFIG GPUS [train.py args...]" >&2; exit 2
+  echo "error: missing arguments; usage: $0 CONFIG GPUS [train.py args...]" >&2; exit 2
 fi
 CONFIG=$1
 GPUS=$2

@@ -20,6 +20,8 @@ import os.path as osp
 import numpy as np
 from PIL import Image, ImageDraw
 
+from mm_efficient_backbones.backbones.errors import UserError, exit_code_of, one_line
+
 CLASSES = ('square', 'disc', 'triangle')
 # Distinct hues per class, jittered per object, so colour and shape both carry the label.
 CLASS_COLOURS = ((220, 60, 50), (50, 180, 70), (60, 90, 220))
@@ -120,12 +122,19 @@ def main(argv=None) -> int:
     parser.add_argument('--out', default='data/demo', help='output folder (default: data/demo)')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
-    rng = np.random.default_rng(args.seed)
-    for split in ('train', 'val'):
-        write_coco_split(osp.join(args.out, 'coco'), split, SPLITS['coco'][split], SPLITS['coco']['size'], rng)
-        write_ade_split(osp.join(args.out, 'ade'), split, SPLITS['ade'][split], SPLITS['ade']['size'], rng)
-    print(f'demo data written to {args.out}/coco (COCO instances) and {args.out}/ade (ADE20K layout)')
-    return 0
+    return exit_code_of(lambda: make_demo_data(args.out, args.seed))
+
+
+def make_demo_data(out: str, seed: int) -> None:
+    """Both demo sets under ``out``, from ``seed``; an unwritable ``out`` is one line."""
+    rng = np.random.default_rng(seed)
+    try:
+        for split in ('train', 'val'):
+            write_coco_split(osp.join(out, 'coco'), split, SPLITS['coco'][split], SPLITS['coco']['size'], rng)
+            write_ade_split(osp.join(out, 'ade'), split, SPLITS['ade'][split], SPLITS['ade']['size'], rng)
+    except OSError as err:
+        raise UserError(f'cannot write the demo data to {out}: {one_line(err)}; pass --out FOLDER') from None
+    print(f'demo data written to {out}/coco (COCO instances) and {out}/ade (ADE20K layout)')
 
 
 if __name__ == '__main__':

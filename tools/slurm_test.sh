@@ -5,7 +5,7 @@
 # The config, data root and checkpoint are checked once, here, before srun.
 set -euo pipefail
 if [[ $# -lt 4 ]]; then
-  echo "usage: $0 PARTITION JOB_NAME CONFIG CHECKPOINT [test.py args...]" >&2; exit 2
+  echo "error: missing arguments; usage: $0 PARTITION JOB_NAME CONFIG CHECKPOINT [test.py args...]" >&2; exit 2
 fi
 PARTITION=$1
 JOB_NAME=$2

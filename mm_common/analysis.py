@@ -1,5 +1,6 @@
-"""What the analysis tools share: finding and reading images, building a model by name
-(with or without a checkpoint), and the figure size rule. No mm imports.
+"""What the analysis tools (tools/analysis/) and tools/infer.py share: finding and reading
+images, building a model by name (with or without a checkpoint), and the figure size rule.
+Nothing here uses mm APIs; it lives in mm_common so that no tool imports another.
 
 A model is named either by timm name (``import backbones`` registers ours; any timm model
 works) or as an mm backbone ``TYPE:ARCH`` (e.g. ``RecNeXt:m0``). Our families are built as
@@ -9,7 +10,6 @@ a classifier checkpoint through timm's own pretrained-file path.
 """
 import os
 import os.path as osp
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -22,7 +22,7 @@ import timm
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from mm_efficient_backbones.backbones import MM_BACKBONES, MODEL_TO_BACKBONE, MultiScaleBackbone
-from mm_efficient_backbones.mm_common.runtime import UserError, one_line
+from mm_efficient_backbones.backbones.errors import UserError, one_line
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 # A model without a checkpoint gets the same random init every time, whatever else runs.
