@@ -21,7 +21,7 @@ from torch import nn
 import timm
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from mm_efficient_backbones.backbones import MM_BACKBONES, MODEL_TO_BACKBONE, MultiScaleBackbone
+from mm_efficient_backbones.backbones import MM_BACKBONES, MODEL_TO_BACKBONE, BackboneTarget, MultiScaleBackbone
 from mm_efficient_backbones.backbones.errors import UserError, one_line
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
@@ -97,13 +97,14 @@ class LoadedModel:
         return stage % self.num_stages
 
 
-def _backbone_of(spec: str) -> Optional[Tuple[type, str]]:
-    """(backbone class, arch) for ``TYPE:ARCH`` or for a timm name of one of our families."""
+def _backbone_of(spec: str) -> Optional[BackboneTarget]:
+    """The backbone of ``TYPE:ARCH`` or of a timm name of one of our families (ConvNeXt-1D's
+    name fixes its variant too)."""
     if ':' in spec:
         kind, arch = spec.split(':', 1)
         if kind not in MM_BACKBONES:
             raise UserError(f"unknown mm backbone '{kind}' in '{spec}': use one of {', '.join(MM_BACKBONES)}")
-        return MM_BACKBONES[kind], arch
+        return BackboneTarget(MM_BACKBONES[kind], arch)
     return MODEL_TO_BACKBONE.get(spec)
 
 
@@ -129,8 +130,7 @@ def build_model(spec: str, checkpoint: Optional[str] = None, device: str = 'cpu'
     torch.manual_seed(RANDOM_INIT_SEED)
     target = _backbone_of(spec)
     if target is not None:
-        backbone_cls, arch = target
-        backbone: MultiScaleBackbone = backbone_cls(arch=arch)  # every stage out
+        backbone: MultiScaleBackbone = target.build()  # every stage out
         if checkpoint:
             backbone.load_pretrained(checkpoint)
         _ready(backbone, device)
