@@ -1,0 +1,5 @@
+# segmentation through OpenVINO (CPU), dynamic batch / height / width, fp32: the IR is converted
+# from the ONNX file by openvino.convert_model (mm_common/deploy.py) and compiled with the
+# f32 inference-precision hint, because OpenVINO would otherwise run bf16 on AMX CPUs.
+_base_ = ['./_base_segmentation.py']
+backend_config = dict(type='openvino', precision='f32')
