@@ -267,6 +267,12 @@ def _evaluate(model, cfg, indices: Optional[int]) -> Dict[str, float]:
     loader = _val_dataloader(cfg, indices)
     evaluator = Evaluator(copy.deepcopy(cfg.test_evaluator))
     evaluator.dataset_meta = loader.dataset.metainfo
+    coco_metrics = [metric for metric in evaluator.metrics if getattr(metric, '_coco_api', None)]
+    if indices is not None and coco_metrics:
+        # CocoMetric scores every image of its annotation file: restrict it to the subset.
+        ids = [loader.dataset.get_data_info(i)['img_id'] for i in range(len(loader.dataset))]
+        for metric in coco_metrics:
+            metric.img_ids = ids
     with torch.no_grad():
         for data in loader:
             evaluator.process(data_samples=model.test_step(data), data_batch=data)

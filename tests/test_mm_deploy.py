@@ -138,7 +138,7 @@ def trained(demo_data, tmp_path_factory):
     """{task: (config, checkpoint)}: each demo model trained briefly with tools/train.py."""
     work = tmp_path_factory.mktemp('deploy')
     runs = {'det': ('train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=16', 'epoch_1.pth'),
-            'seg': ('train_cfg.max_iters=6', 'train_cfg.val_interval=100', 'iter_6.pth')}
+            'seg': ('train_cfg.max_iters=6', 'iter_6.pth')}
     out = {}
     for task, (*options, checkpoint) in runs.items():
         config = _demo_config(demo_data, work, task)
@@ -147,7 +147,7 @@ def trained(demo_data, tmp_path_factory):
              'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
              'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
              'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
-             'train_cfg.val_interval=100', f'default_hooks.checkpoint.interval={1 if task == "det" else 6}',
+             'train_cfg.val_interval=100', 'train_cfg.val_begin=100', f'default_hooks.checkpoint.interval={1 if task == "det" else 6}',
              *options], cwd=ROOT, capture_output=True, text=True, timeout=900,
             env=dict(os.environ, OMP_NUM_THREADS='1'))
         assert result.returncode == 0, result.stderr[-3000:]

@@ -11,6 +11,5 @@ onnx_config = dict(
     input_names=['input'],
     output_names=['output'],
     input_shape=None,
-    optimize=True,
     dynamic_axes=dict(input={0: 'batch', 2: 'height', 3: 'width'},
                       output={0: 'batch', 2: 'height', 3: 'width'}))
