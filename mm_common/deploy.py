@@ -14,10 +14,6 @@ and applied only where it is needed (tests/test_mm_deploy.py tests every one):
   which compute the same function, are traced instead. This patches
   ``backbones.recnext._onednn_fusion`` to answer False for the duration; it stays only
   until the backbone itself stands aside under tracing.
-* :func:`use_standard_onnxruntime` (once): mmdeploy's ONNX Runtime wrapper loads the custom
-  op library in its wheel, built against ONNX Runtime 1.15 (and loads that runtime's own
-  ``libonnxruntime.so.1.15.1`` beside the installed one). Our graphs use standard ops only,
-  so the wrapper gets a plain session on the installed ONNX Runtime.
 * :func:`use_openvino_core_api` (once): mmdeploy's OpenVINO wrapper and converter use the
   Inference Engine API and the ``mo`` tool, both removed from OpenVINO (2024.0 / 2025.0).
   Its backend manager gets a wrapper on ``openvino.Core`` with the fp32 precision hint
@@ -95,39 +91,6 @@ def onednn_fast_path_off():
         recnext._onednn_fusion = original
 
 
-class _SessionThreads:
-    """Threads each runtime session uses (None: the runtime's default, all cores)."""
-    count: Optional[int] = None
-
-
-def use_standard_onnxruntime() -> None:
-    """Build mmdeploy's ORT wrapper without its wheel's custom-op library (idempotent)."""
-    from mmdeploy.backend.onnxruntime import wrapper
-    if getattr(wrapper, '_standard_ops_only', False):
-        return
-    # The wrapper loads the library only where this path exists.
-    wrapper.get_ops_path = lambda: ''
-    original_init = wrapper.ORTWrapper.__init__
-    import onnxruntime
-
-    @functools.wraps(original_init)
-    def init(self, onnx_file, device, output_names=None):
-        original_session = onnxruntime.InferenceSession
-
-        def session(path, options=None, **kwargs):
-            options = options or onnxruntime.SessionOptions()
-            if _SessionThreads.count:
-                options.intra_op_num_threads = _SessionThreads.count
-            return original_session(path, options, **kwargs)
-        wrapper.ort.InferenceSession = session
-        try:
-            original_init(self, onnx_file, device, output_names)
-        finally:
-            wrapper.ort.InferenceSession = original_session
-    wrapper.ORTWrapper.__init__ = init
-    wrapper._standard_ops_only = True
-
-
 def _openvino_wrapper_class():
     from mmdeploy.backend.base import BaseWrapper
 
@@ -139,10 +102,7 @@ def _openvino_wrapper_class():
                      precision: str = 'f32'):
             import openvino as ov
             core = ov.Core()
-            config = {'INFERENCE_PRECISION_HINT': precision}
-            if _SessionThreads.count:
-                config['INFERENCE_NUM_THREADS'] = _SessionThreads.count
-            self.compiled = core.compile_model(ir_file, 'CPU', config)
+            self.compiled = core.compile_model(ir_file, 'CPU', {'INFERENCE_PRECISION_HINT': precision})
             self.request = self.compiled.create_infer_request()
             if output_names is None:
                 output_names = [output.get_any_name() for output in self.compiled.outputs]
@@ -180,7 +140,6 @@ def install_mmdeploy_fixes() -> None:
         raise UserError(f'mmdeploy is not installed ({err}): run `make setup` '
                         '(scripts/setup_env.sh installs it)') from None
     add_cast_long_symbolic()
-    use_standard_onnxruntime()
     use_openvino_core_api()
 
 
@@ -360,28 +319,22 @@ def export_mm_model(config: str, checkpoint: str, backend: str, out_dir: str,
 
 # ---- timing ----------------------------------------------------------------------------
 def time_mm_forward(config: str, checkpoint: str, exported: Dict[str, Sequence[str]],
-                    images: int = 8, rounds: int = 5, threads: Optional[int] = None) -> Dict[str, float]:
+                    images: int = 8, rounds: int = 5) -> Dict[str, float]:
     """Milliseconds per image of the test-time forward (``model.test_step``: preprocessing,
     network and post-processing, one image a batch) on the first ``images`` val images, in
     PyTorch eager (``torch``: as configured; ``torch-deploy``: fused backbone) and in each
     runtime of ``exported`` ({backend: files}, as :func:`export_mm_model` returns them).
-    The runtimes take turns in each of ``rounds`` rounds; the median round counts.
-    ``threads``: threads for torch and every runtime (default: theirs, all cores)."""
+    The runtimes take turns in each of ``rounds`` rounds; the median round counts. Every
+    runtime uses its default threads (all cores), as torch does."""
     from mmengine.registry import init_default_scope
     cfg = load_model_config(config)
     install_mmdeploy_fixes()
     init_default_scope(cfg.default_scope)
-    if threads:
-        torch.set_num_threads(threads)
-    _SessionThreads.count = threads
-    try:
-        models = {'torch': build_pytorch_model(cfg, checkpoint)}
-        models['torch-deploy'] = build_pytorch_model(cfg, checkpoint)
-        models['torch-deploy'].backbone.switch_to_deploy()
-        for backend, files in exported.items():
-            models[backend] = build_backend_model(cfg, backend, files)
-    finally:
-        _SessionThreads.count = None
+    models = {'torch': build_pytorch_model(cfg, checkpoint)}
+    models['torch-deploy'] = build_pytorch_model(cfg, checkpoint)
+    models['torch-deploy'].backbone.switch_to_deploy()
+    for backend, files in exported.items():
+        models[backend] = build_backend_model(cfg, backend, files)
     batches = list(_val_dataloader(cfg, images))
     times = {name: [] for name in models}
     with torch.no_grad():
@@ -421,7 +374,6 @@ def main(argv=None) -> int:
     parser.add_argument('--no-check', action='store_true', help='write without evaluating (not advised)')
     parser.add_argument('--time', type=int, default=0, metavar='IMAGES',
                         help='also time the test-time forward on this many val images')
-    parser.add_argument('--threads', type=int, help='threads for torch and the runtimes')
     args = parser.parse_args(argv)
 
     def job():
@@ -433,8 +385,7 @@ def main(argv=None) -> int:
             print(f'    written: {" ".join(result["files"])}')
             exported[backend] = result['files']
         if args.time:
-            timing = time_mm_forward(args.config, args.checkpoint, exported, images=args.time,
-                                     threads=args.threads)
+            timing = time_mm_forward(args.config, args.checkpoint, exported, images=args.time)
             eager = timing['torch']
             print(f'{osp.basename(args.config)}, test-time forward (ms/image, {args.time} val images): '
                   + ', '.join(f'{name} {ms:.1f} ({eager / ms:.2f}x)' for name, ms in timing.items()))
