@@ -20,6 +20,8 @@ and applied only where it is needed (tests/test_mm_deploy.py tests every one):
   (OpenVINO runs bf16 by default on CPUs with AMX), and the IR is converted from the ONNX
   file with ``openvino.convert_model``.
 
+Not exported: heads with pyramid pooling (UPerNet, PSPNet), see :func:`check_exportable`.
+
 The entry point is :func:`export_mm_model`: deploy form (fused backbone), one ONNX graph
 traced with mmdeploy's standard-op rewriters, run in ONNX Runtime or converted to
 OpenVINO, evaluated with mmdeploy's backend model beside PyTorch on the val set, and
@@ -170,6 +172,20 @@ def deploy_task(cfg) -> str:
     return 'instance-seg' if roi_head.get('mask_head') else 'detection'
 
 
+def check_exportable(cfg) -> None:
+    """Refuse what mmdeploy 1.3.1 would export wrong: it replaces the adaptive average
+    pooling of a pyramid pooling module (UPerNet's and PSPNet's ``pool_scales``) by an
+    avg_pool whose kernel is fixed by the export image's size, so a dynamic-shape graph
+    computes another function at every other size (and a feature map smaller than the
+    largest scale does not export at all)."""
+    heads = [cfg.model.get('decode_head') or {}, cfg.model.get('auxiliary_head') or {}]
+    for head in heads:
+        if isinstance(head, dict) and head.get('pool_scales'):
+            raise UserError(f'{head["type"]} (pyramid pooling, pool_scales={tuple(head["pool_scales"])}) '
+                            'cannot be exported with dynamic shapes through mmdeploy 1.3.1: its adaptive '
+                            'pooling becomes a fixed-size avg_pool; export a Semantic FPN instead')
+
+
 def deploy_config(cfg, backend: str):
     """The mmdeploy config of configs/deploy/ for this model and backend."""
     from mmengine.config import Config
@@ -284,6 +300,7 @@ def export_mm_model(config: str, checkpoint: str, backend: str, out_dir: str,
     """
     cfg = load_model_config(config)
     deploy_cfg = deploy_config(cfg, backend)
+    check_exportable(cfg)
     install_mmdeploy_fixes()
     from mmengine.registry import init_default_scope
     init_default_scope(cfg.default_scope)

@@ -159,6 +159,13 @@ def test_export_is_checked_on_demo_val_images_then_written(trained, tmp_path, ta
     assert [f for f in os.listdir(tmp_path) if f.startswith('.export-')] == []
     if task == 'seg':
         assert result['metrics']['pytorch']['mIoU'] > 0
+    else:
+        # Standard ops only: mmdeploy's RoIAlign symbolic (through mmcv's layout-safe
+        # RoIAlignFunction, mm_common/layout.py) gives ONNX's RoiAlign, no custom domain.
+        import onnx
+        nodes = onnx.load(result['files'][0]).graph.node
+        assert {'RoiAlign', 'NonMaxSuppression', 'Conv'} <= {node.op_type for node in nodes}
+        assert {node.domain for node in nodes} <= {'', 'ai.onnx'}
     # Beyond the metric: the runtime's predictions on one val image are PyTorch's.
     from mmengine.registry import init_default_scope
     cfg = deploy.load_model_config(config)
@@ -208,6 +215,13 @@ def test_bad_input_is_one_line(trained, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith('export: error: ') and message in err[0], err
         assert not (tmp_path / 'out').exists()
+    from mmengine.config import Config
+    upernet = Config.fromfile(seg_config)
+    upernet.model.decode_head = dict(type='UPerHead', in_channels=[40, 80, 160, 320], in_index=[0, 1, 2, 3],
+                                     pool_scales=(1, 2, 3, 6), channels=64, num_classes=4)
+    upernet.dump(str(tmp_path / 'upernet.py'))
+    with pytest.raises(deploy.UserError, match=r'UPerHead \(pyramid pooling.*cannot be exported'):
+        deploy.export_mm_model(str(tmp_path / 'upernet.py'), seg_checkpoint, 'onnxruntime', str(tmp_path / 'out'))
     with pytest.raises(deploy.UserError, match='unsupported backend .tensorrt.'):
         deploy.export_mm_model(det_config, det_checkpoint, 'tensorrt', str(tmp_path / 'out'))
     assert not (tmp_path / 'out').exists()
