@@ -20,7 +20,8 @@ and applied only where it is needed (tests/test_mm_deploy.py tests every one):
   (OpenVINO runs bf16 by default on CPUs with AMX), and the IR is converted from the ONNX
   file with ``openvino.convert_model``.
 
-Not exported: heads with pyramid pooling (UPerNet, PSPNet), see :func:`check_exportable`.
+Not exported: heads with pyramid pooling (UPerNet, PSPNet) and Cascade R-CNN with
+class-specific box regression, see :func:`check_exportable`.
 
 The entry point is :func:`export_mm_model`: deploy form (fused backbone), one ONNX graph
 traced with mmdeploy's standard-op rewriters, run in ONNX Runtime or converted to
@@ -173,11 +174,19 @@ def deploy_task(cfg) -> str:
 
 
 def check_exportable(cfg) -> None:
-    """Refuse what mmdeploy 1.3.1 would export wrong: it replaces the adaptive average
+    """Refuse what mmdeploy 1.3.1 cannot export, or would export wrong. Cascade R-CNN: only
+    with class-agnostic box regression. Pyramid pooling: mmdeploy replaces the adaptive average
     pooling of a pyramid pooling module (UPerNet's and PSPNet's ``pool_scales``) by an
     avg_pool whose kernel is fixed by the export image's size, so a dynamic-shape graph
     computes another function at every other size (and a feature map smaller than the
     largest scale does not export at all)."""
+    roi_head = cfg.model.get('roi_head') or {}
+    if roi_head.get('type') == 'CascadeRoIHead' and not all(
+            head.get('reg_class_agnostic', False) for head in roi_head.get('bbox_head', [])):
+        # mmdeploy's CascadeRoIHead rewriter asserts class-agnostic box regression.
+        raise UserError('Cascade R-CNN with class-specific box regression (reg_class_agnostic=False, as '
+                        "mmdet's ConvNeXt cascade configs have it) cannot be exported through mmdeploy 1.3.1: "
+                        'its CascadeRoIHead rewriter supports class-agnostic regression only')
     heads = [cfg.model.get('decode_head') or {}, cfg.model.get('auxiliary_head') or {}]
     for head in heads:
         if isinstance(head, dict) and head.get('pool_scales'):

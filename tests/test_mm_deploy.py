@@ -222,6 +222,9 @@ def test_bad_input_is_one_line(trained, tmp_path, capsys):
     upernet.dump(str(tmp_path / 'upernet.py'))
     with pytest.raises(deploy.UserError, match=r'UPerHead \(pyramid pooling.*cannot be exported'):
         deploy.export_mm_model(str(tmp_path / 'upernet.py'), seg_checkpoint, 'onnxruntime', str(tmp_path / 'out'))
+    with pytest.raises(deploy.UserError, match=r'Cascade R-CNN with class-specific box regression'):
+        deploy.export_mm_model(str(ROOT / 'configs/convnext1d_tiny_1d_coco.py'), det_checkpoint, 'openvino',
+                               str(tmp_path / 'out'))
     with pytest.raises(deploy.UserError, match='unsupported backend .tensorrt.'):
         deploy.export_mm_model(det_config, det_checkpoint, 'tensorrt', str(tmp_path / 'out'))
     assert not (tmp_path / 'out').exists()
