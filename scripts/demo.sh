@@ -76,3 +76,25 @@ draw_job() {
 }
 draw_job coco configs/demo/recnext_m0_demo_coco.py data/demo/coco/val2017
 draw_job ade configs/demo/recnext_m0_demo_ade.py data/demo/ade/images/validation
+
+echo
+echo "==> the same checkpoints exported through mmdeploy (deploy form), checked on the val set and timed"
+# Each export is evaluated with mmdeploy's backend model beside PyTorch and written only if the
+# metrics agree (mm_common/deploy.py); the timing is the test-time forward, one image a batch.
+export_job() {
+  local name=$1 config=$2
+  local checkpoint
+  checkpoint=$(cat "$WORK/$name/last_checkpoint")
+  rm -rf "${WORK:?}/export/$name"
+  if ! $PY -m mm_efficient_backbones.mm_common.deploy "$config" "$checkpoint" \
+      --backend onnxruntime openvino --out "$WORK/export/$name" --time 4 \
+      > "$WORK/export_$name.out" 2>&1; then
+    tail -n 20 "$WORK/export_$name.out" >&2
+    echo "error: exporting the $name demo failed (full log: $WORK/export_$name.out)" >&2
+    exit 1
+  fi
+  grep -E '^ *(written:|[^ ].*(onnxruntime|openvino|test-time forward))' "$WORK/export_$name.out" \
+    | grep -v ' - mmengine - '
+}
+export_job coco configs/demo/recnext_m0_demo_coco.py
+export_job ade configs/demo/recnext_m0_demo_ade.py

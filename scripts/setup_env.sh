@@ -113,6 +113,12 @@ pip_install -q "$wheel"
 
 step "installing mmdet, mmsegmentation and this package (editable)"
 pip_install -q mmdet mmsegmentation
+
+step "installing the export runtimes (onnx, onnxruntime, openvino) and mmdeploy (without its dependencies)"
+pip_install -q onnx onnxruntime openvino aenum
+# mmdeploy 1.3.1 declares protobuf<=3.20.2 (onnx 1.23 needs protobuf 4+) and packages it
+# never imports on our path; what it does import is installed above or by the stack.
+pip_install -q --no-deps mmdeploy
 pip_install -q --no-deps --no-build-isolation -e "$ROOT"
 
 step "checking the stack"
@@ -120,8 +126,11 @@ step "checking the stack"
 import torch, mmcv, mmengine, mmdet, mmseg, timm
 from mmcv.ops import nms, RoIAlign  # fails if mmcv was built without ops
 from mm_efficient_backbones import backbones
+import onnx, onnxruntime, openvino, mmdeploy.apis  # the export stack (mm_common/deploy.py)
 print(f"    torch {torch.__version__}, mmcv {mmcv.__version__} (ops ok), mmengine {mmengine.__version__}, "
       f"mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, timm {timm.__version__}, cuda={torch.cuda.is_available()}")
+print(f"    onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}, "
+      f"mmdeploy {mmdeploy.__version__}")
 PYEOF
 stamp_of_inputs > "$STAMP"
 step "environment ready: $VENV"

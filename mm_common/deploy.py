@@ -1,0 +1,423 @@
+"""Detectors and segmentors exported through mmdeploy 1.3.1, checked on their val set.
+
+mmdeploy 1.3.1 (December 2023) predates this stack. What it needs here, each fix narrow
+and applied only where it is needed (tests/test_mm_deploy.py tests every one):
+
+* :func:`torchscript_onnx_export` (while exporting): torch 2.14's ``torch.onnx.export``
+  defaults to the dynamo exporter, but mmdeploy's function and symbolic rewriters work on
+  the TorchScript exporter's trace, so its export call gets ``dynamo=False``.
+* :func:`add_cast_long_symbolic` (once): mmdeploy's RoIAlign symbolic imports
+  ``torch.onnx.symbolic_opset9._cast_Long``, a helper torch has dropped; it is put back
+  as the one ONNX ``Cast`` to int64 it was.
+* :func:`onednn_fast_path_off` (while exporting): RecNeXt's oneDNN fused kernels
+  (``torch.ops.mkldnn._convolution_pointwise``) have no ONNX symbolic, so the standard ops,
+  which compute the same function, are traced instead. This patches
+  ``backbones.recnext._onednn_fusion`` to answer False for the duration; it stays only
+  until the backbone itself stands aside under tracing.
+* :func:`use_openvino_core_api` (once): mmdeploy's OpenVINO wrapper and converter use the
+  Inference Engine API and the ``mo`` tool, both removed from OpenVINO (2024.0 / 2025.0).
+  Its backend manager gets a wrapper on ``openvino.Core`` with the fp32 precision hint
+  (OpenVINO runs bf16 by default on CPUs with AMX), and the IR is converted from the ONNX
+  file with ``openvino.convert_model``.
+
+Not exported: heads with pyramid pooling (UPerNet, PSPNet) and Cascade R-CNN with
+class-specific box regression, see :func:`check_exportable`.
+
+The entry point is :func:`export_mm_model`: deploy form (fused backbone), one ONNX graph
+traced with mmdeploy's standard-op rewriters, run in ONNX Runtime or converted to
+OpenVINO, evaluated with mmdeploy's backend model beside PyTorch on the val set, and
+written only if the metrics agree. :func:`time_mm_forward` times the test-time forward in
+each runtime beside PyTorch eager on the same images.
+"""
+import contextlib
+import copy
+import functools
+import os
+import os.path as osp
+import shutil
+import statistics
+import tempfile
+import time
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from mm_efficient_backbones.backbones.errors import UserError
+
+BACKENDS = ('onnxruntime', 'openvino')
+CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'deploy')
+# The check's tolerances (issue 19): COCO mAP is a fraction, mIoU a percentage.
+TOLERANCES = {'bbox_mAP': 0.01, 'segm_mAP': 0.01, 'mIoU': 0.5}
+
+
+class ExportCheckError(UserError):
+    """The exported model's metrics differ from PyTorch's: nothing was written."""
+
+
+# ---- the fixes -----------------------------------------------------------------------
+@contextlib.contextmanager
+def torchscript_onnx_export():
+    """Make ``torch.onnx.export`` use the TorchScript exporter while the block runs."""
+    original = torch.onnx.export
+    torch.onnx.export = functools.partial(original, dynamo=False)
+    try:
+        yield
+    finally:
+        torch.onnx.export = original
+
+
+def _cast_long(g, input, non_blocking):
+    """The int64 cast of torch's old ``symbolic_opset9._cast_Long`` (non_blocking is
+    meaningless in a graph)."""
+    return g.op('Cast', input, to_i=torch.onnx.TensorProtoDataType.INT64)
+
+
+def add_cast_long_symbolic() -> bool:
+    """Put ``_cast_Long`` back into ``torch.onnx.symbolic_opset9`` where it is missing.
+    Returns True if it was added."""
+    import torch.onnx.symbolic_opset9 as opset9
+    if hasattr(opset9, '_cast_Long'):
+        return False
+    opset9._cast_Long = _cast_long
+    return True
+
+
+@contextlib.contextmanager
+def onednn_fast_path_off():
+    """RecNeXt computes with the standard ops (no oneDNN fused kernels) while the block runs."""
+    from mm_efficient_backbones.backbones import recnext
+    original = recnext._onednn_fusion
+    recnext._onednn_fusion = lambda x: False
+    try:
+        yield
+    finally:
+        recnext._onednn_fusion = original
+
+
+def _openvino_wrapper_class():
+    from mmdeploy.backend.base import BaseWrapper
+
+    class OpenVINOCoreWrapper(BaseWrapper):
+        """mmdeploy's wrapper interface on ``openvino.Core``: an IR (.xml + .bin) compiled
+        for the CPU at the given inference precision (fp32 unless told)."""
+
+        def __init__(self, ir_file: str, output_names: Optional[Sequence[str]] = None,
+                     precision: str = 'f32'):
+            import openvino as ov
+            core = ov.Core()
+            self.compiled = core.compile_model(ir_file, 'CPU', {'INFERENCE_PRECISION_HINT': precision})
+            self.request = self.compiled.create_infer_request()
+            if output_names is None:
+                output_names = [output.get_any_name() for output in self.compiled.outputs]
+            super().__init__(output_names)
+
+        def forward(self, inputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+            results = self.request.infer(
+                {name: tensor.detach().cpu().contiguous().numpy() for name, tensor in inputs.items()})
+            return {name: torch.from_numpy(results[self.compiled.output(name)].copy())
+                    for name in self.output_names}
+
+    return OpenVINOCoreWrapper
+
+
+def use_openvino_core_api() -> None:
+    """Make mmdeploy's OpenVINO backend manager build :class:`OpenVINOCoreWrapper` (idempotent)."""
+    from mmdeploy.backend.openvino.backend_manager import OpenVINOManager
+    if getattr(OpenVINOManager, '_core_api', False):
+        return
+    wrapper_class = _openvino_wrapper_class()
+
+    def build_wrapper(cls, backend_files, device='cpu', input_names=None, output_names=None,
+                      deploy_cfg=None, **kwargs):
+        precision = (deploy_cfg or {}).get('backend_config', {}).get('precision', 'f32')
+        return wrapper_class(backend_files[0], output_names=output_names, precision=precision)
+    OpenVINOManager.build_wrapper = classmethod(build_wrapper)
+    OpenVINOManager._core_api = True
+
+
+def install_mmdeploy_fixes() -> None:
+    """Import mmdeploy and apply the permanent fixes (idempotent)."""
+    try:
+        import mmdeploy  # noqa: F401
+    except ImportError as err:
+        raise UserError(f'mmdeploy is not installed ({err}): run `make setup` '
+                        '(scripts/setup_env.sh installs it)') from None
+    add_cast_long_symbolic()
+    use_openvino_core_api()
+
+
+@contextlib.contextmanager
+def exporting():
+    """The fixes that apply only while mmdeploy traces a model."""
+    with torchscript_onnx_export(), onednn_fast_path_off():
+        yield
+
+
+# ---- configs, models, data -----------------------------------------------------------
+def load_model_config(config: str):
+    from mmengine.config import Config
+    if not osp.isfile(config):
+        raise UserError(f'config not found: {config}')
+    cfg = Config.fromfile(config)
+    if cfg.get('default_scope') not in ('mmdet', 'mmseg'):
+        raise UserError(f'{config} is neither an mmdet nor an mmseg config (default_scope is '
+                        f'{cfg.get("default_scope")!r})')
+    return cfg
+
+
+def deploy_task(cfg) -> str:
+    """'instance-seg', 'detection' or 'segmentation': which configs/deploy/ family fits."""
+    if cfg.default_scope == 'mmseg':
+        return 'segmentation'
+    roi_head = cfg.model.get('roi_head') or {}
+    return 'instance-seg' if roi_head.get('mask_head') else 'detection'
+
+
+def check_exportable(cfg) -> None:
+    """Refuse what mmdeploy 1.3.1 cannot export, or would export wrong. Cascade R-CNN: only
+    with class-agnostic box regression. Pyramid pooling: mmdeploy replaces the adaptive average
+    pooling of a pyramid pooling module (UPerNet's and PSPNet's ``pool_scales``) by an
+    avg_pool whose kernel is fixed by the export image's size, so a dynamic-shape graph
+    computes another function at every other size (and a feature map smaller than the
+    largest scale does not export at all)."""
+    roi_head = cfg.model.get('roi_head') or {}
+    if roi_head.get('type') == 'CascadeRoIHead' and not all(
+            head.get('reg_class_agnostic', False) for head in roi_head.get('bbox_head', [])):
+        # mmdeploy's CascadeRoIHead rewriter asserts class-agnostic box regression.
+        raise UserError('Cascade R-CNN with class-specific box regression (reg_class_agnostic=False, as '
+                        "mmdet's ConvNeXt cascade configs have it) cannot be exported through mmdeploy 1.3.1: "
+                        'its CascadeRoIHead rewriter supports class-agnostic regression only')
+    heads = [cfg.model.get('decode_head') or {}, cfg.model.get('auxiliary_head') or {}]
+    for head in heads:
+        if isinstance(head, dict) and head.get('pool_scales'):
+            raise UserError(f'{head["type"]} (pyramid pooling, pool_scales={tuple(head["pool_scales"])}) '
+                            'cannot be exported with dynamic shapes through mmdeploy 1.3.1: its adaptive '
+                            'pooling becomes a fixed-size avg_pool; export a Semantic FPN instead')
+
+
+def deploy_config(cfg, backend: str):
+    """The mmdeploy config of configs/deploy/ for this model and backend."""
+    from mmengine.config import Config
+    if backend not in BACKENDS:
+        raise UserError(f'unsupported backend {backend!r}: choose one of {", ".join(BACKENDS)}')
+    return Config.fromfile(osp.join(CONFIG_DIR, f'{deploy_task(cfg)}_{backend}_dynamic.py'))
+
+
+def _val_dataloader(cfg, indices: Optional[int]):
+    """The config's test loader, one image a batch, in this process (mmdeploy's backend
+    models take one image size a batch)."""
+    from mmengine.runner import Runner
+    loader = copy.deepcopy(cfg.test_dataloader)
+    loader.update(batch_size=1, num_workers=0, persistent_workers=False)
+    if indices is not None:
+        loader.dataset['indices'] = indices
+    return Runner.build_dataloader(loader)
+
+
+def build_pytorch_model(cfg, checkpoint: str):
+    """The PyTorch model with ``checkpoint`` loaded strictly: a checkpoint that does not
+    fit is refused, never half-loaded."""
+    from mmengine.registry import MODELS
+    from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
+
+    from mm_efficient_backbones.mm_common.runtime import allow_mmengine_checkpoints
+    if not osp.isfile(checkpoint):
+        raise UserError(f'checkpoint not found: {checkpoint}')
+    allow_mmengine_checkpoints()
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.pop('pretrained', None)
+    if 'backbone' in model_cfg:
+        model_cfg.backbone.pop('init_cfg', None)  # the checkpoint has every weight
+    model = MODELS.build(model_cfg)
+    state = _load_checkpoint(checkpoint, map_location='cpu')
+    try:
+        _load_checkpoint_to_model(model, state, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise UserError(f'{checkpoint} does not fit {cfg.model.type} with '
+                        f'{cfg.model.get("backbone", {}).get("type")} as configured '
+                        f'({first[-1].strip() if first else err}): pass this config\'s checkpoint') from None
+    return model.eval()
+
+
+def _first_image(cfg) -> str:
+    dataset = _val_dataloader(cfg, 1).dataset
+    info = dataset.get_data_info(0)
+    return info['img_path']
+
+
+def _evaluate(model, cfg, indices: Optional[int]) -> Dict[str, float]:
+    from mmengine.evaluator import Evaluator
+    loader = _val_dataloader(cfg, indices)
+    evaluator = Evaluator(copy.deepcopy(cfg.test_evaluator))
+    evaluator.dataset_meta = loader.dataset.metainfo
+    coco_metrics = [metric for metric in evaluator.metrics if getattr(metric, '_coco_api', None)]
+    if indices is not None and coco_metrics:
+        # CocoMetric scores every image of its annotation file: restrict it to the subset.
+        ids = [loader.dataset.get_data_info(i)['img_id'] for i in range(len(loader.dataset))]
+        for metric in coco_metrics:
+            metric.img_ids = ids
+    with torch.no_grad():
+        for data in loader:
+            evaluator.process(data_samples=model.test_step(data), data_batch=data)
+    metrics = evaluator.evaluate(len(loader.dataset))
+    return {key.split('/')[-1]: float(value) for key, value in metrics.items()
+            if key.split('/')[-1] in TOLERANCES}
+
+
+# ---- export ----------------------------------------------------------------------------
+def _export_onnx(cfg, deploy_cfg, checkpoint: str, work_dir: str, device: str = 'cpu') -> str:
+    """mmdeploy's torch2onnx on the deploy form; returns the .onnx path."""
+    from mmdeploy.apis import torch2onnx
+    onnx_cfg = copy.deepcopy(deploy_cfg)
+    # One graph for both runtimes: traced with mmdeploy's standard-op rewriters, which
+    # OpenVINO reads as well (its own rewriters emit OpenVINO's experimental ops).
+    onnx_cfg.backend_config = dict(type='onnxruntime')
+    model_cfg = copy.deepcopy(cfg)
+    model_cfg.model.backbone.pop('init_cfg', None)
+    with exporting():
+        torch2onnx(_first_image(cfg), work_dir, onnx_cfg.onnx_config.save_file, onnx_cfg,
+                   model_cfg, checkpoint, device)
+    return osp.join(work_dir, onnx_cfg.onnx_config.save_file)
+
+
+def _convert_openvino(onnx_file: str) -> List[str]:
+    import openvino as ov
+    xml = osp.splitext(onnx_file)[0] + '.xml'
+    ov.save_model(ov.convert_model(onnx_file), xml, compress_to_fp16=False)
+    return [xml, osp.splitext(xml)[0] + '.bin']
+
+
+def build_backend_model(cfg, backend: str, files: Sequence[str]):
+    """mmdeploy's backend model (End2EndModel) on the exported files."""
+    from mmdeploy.apis import build_task_processor
+    install_mmdeploy_fixes()
+    task = build_task_processor(cfg, deploy_config(cfg, backend), 'cpu')
+    return task.build_backend_model(list(files))
+
+
+def export_mm_model(config: str, checkpoint: str, backend: str, out_dir: str,
+                    check: bool = True, indices: Optional[int] = None) -> dict:
+    """Export a detector or segmentor in its deploy form through mmdeploy, and write it to
+    ``out_dir`` only if its metrics on the config's val set agree with PyTorch's.
+
+    ``backend``: 'onnxruntime' (``end2end.onnx``) or 'openvino' (``end2end.xml`` + ``.bin``,
+    fp32). ``indices``: evaluate on the first N val images only (quick checks).
+    Returns ``dict(backend, precision, files, metrics=dict(pytorch=..., <backend>=...),
+    differences, tolerances)``. Raises :class:`ExportCheckError` (nothing written) when a
+    metric differs by more than :data:`TOLERANCES`.
+    """
+    cfg = load_model_config(config)
+    deploy_cfg = deploy_config(cfg, backend)
+    check_exportable(cfg)
+    install_mmdeploy_fixes()
+    from mmengine.registry import init_default_scope
+    init_default_scope(cfg.default_scope)
+    pytorch_model = build_pytorch_model(cfg, checkpoint)  # refuses a checkpoint that does not fit
+    os.makedirs(osp.dirname(osp.abspath(out_dir)) or '.', exist_ok=True)
+    work_dir = tempfile.mkdtemp(prefix='.export-', dir=osp.dirname(osp.abspath(out_dir)))
+    try:
+        onnx_file = _export_onnx(cfg, deploy_cfg, checkpoint, work_dir)
+        files = [onnx_file] if backend == 'onnxruntime' else _convert_openvino(onnx_file)
+        result = dict(backend=backend, precision='fp32', tolerances=dict(TOLERANCES))
+        if check:
+            init_default_scope(cfg.default_scope)
+            reference = _evaluate(pytorch_model, cfg, indices)
+            exported = _evaluate(build_backend_model(cfg, backend, files), cfg, indices)
+            differences = {key: exported[key] - reference[key] for key in reference}
+            result.update(metrics={'pytorch': reference, backend: exported}, differences=differences)
+            failed = [f'{key} {exported[key]:.4f} vs {reference[key]:.4f} (tolerance {TOLERANCES[key]})'
+                      for key, difference in differences.items() if abs(difference) > TOLERANCES[key]]
+            if failed:
+                raise ExportCheckError(f'the {backend} export of {osp.basename(config)} differs from '
+                                       f'PyTorch: {"; ".join(failed)}; nothing written')
+        os.makedirs(out_dir, exist_ok=True)
+        written = []
+        for path in files:
+            target = osp.join(out_dir, osp.basename(path))
+            os.replace(path, target)
+            written.append(target)
+        result['files'] = written
+        return result
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+# ---- timing ----------------------------------------------------------------------------
+def time_mm_forward(config: str, checkpoint: str, exported: Dict[str, Sequence[str]],
+                    images: int = 8, rounds: int = 5) -> Dict[str, float]:
+    """Milliseconds per image of the test-time forward (``model.test_step``: preprocessing,
+    network and post-processing, one image a batch) on the first ``images`` val images, in
+    PyTorch eager (``torch``: as configured; ``torch-deploy``: fused backbone) and in each
+    runtime of ``exported`` ({backend: files}, as :func:`export_mm_model` returns them).
+    The runtimes take turns in each of ``rounds`` rounds; the median round counts. Every
+    runtime uses its default threads (all cores), as torch does."""
+    from mmengine.registry import init_default_scope
+    cfg = load_model_config(config)
+    install_mmdeploy_fixes()
+    init_default_scope(cfg.default_scope)
+    models = {'torch': build_pytorch_model(cfg, checkpoint)}
+    models['torch-deploy'] = build_pytorch_model(cfg, checkpoint)
+    models['torch-deploy'].backbone.switch_to_deploy()
+    for backend, files in exported.items():
+        models[backend] = build_backend_model(cfg, backend, files)
+    batches = list(_val_dataloader(cfg, images))
+    times = {name: [] for name in models}
+    with torch.no_grad():
+        for model in models.values():  # warm-up: first-call allocations and compilation
+            model.test_step(batches[0])
+        for _ in range(rounds):
+            for name, model in models.items():
+                start = time.perf_counter()
+                for data in batches:
+                    model.test_step(data)
+                times[name].append((time.perf_counter() - start) * 1000 / len(batches))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+# ---- command line (tools/export.py will dispatch here) -----------------------------------
+def _format_metrics(result: dict) -> str:
+    backend = result['backend']
+    if 'metrics' not in result:
+        return f'{backend}: not checked'
+    return ', '.join(f'{key} {result["metrics"][backend][key]:.4f} (PyTorch {value:.4f}, '
+                     f'difference {result["differences"][key]:+.4f})'
+                     for key, value in result['metrics']['pytorch'].items())
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    from mm_efficient_backbones.backbones.errors import exit_code_of
+    parser = argparse.ArgumentParser(
+        prog='python -m mm_efficient_backbones.mm_common.deploy',
+        description='Export a detector or segmentor through mmdeploy (deploy form), checked on its val set')
+    parser.add_argument('config')
+    parser.add_argument('checkpoint')
+    parser.add_argument('--backend', nargs='+', default=['onnxruntime'], choices=BACKENDS)
+    parser.add_argument('--out', required=True, help='output folder, one subfolder per backend')
+    parser.add_argument('--indices', type=int, help='check on the first N val images only')
+    parser.add_argument('--no-check', action='store_true', help='write without evaluating (not advised)')
+    parser.add_argument('--time', type=int, default=0, metavar='IMAGES',
+                        help='also time the test-time forward on this many val images')
+    args = parser.parse_args(argv)
+
+    def job():
+        exported = {}
+        for backend in args.backend:
+            result = export_mm_model(args.config, args.checkpoint, backend, osp.join(args.out, backend),
+                                     check=not args.no_check, indices=args.indices)
+            print(f'{osp.basename(args.config)}, {backend} ({result["precision"]}): {_format_metrics(result)}')
+            print(f'    written: {" ".join(result["files"])}')
+            exported[backend] = result['files']
+        if args.time:
+            timing = time_mm_forward(args.config, args.checkpoint, exported, images=args.time)
+            eager = timing['torch']
+            print(f'{osp.basename(args.config)}, test-time forward (ms/image, {args.time} val images): '
+                  + ', '.join(f'{name} {ms:.1f} ({eager / ms:.2f}x)' for name, ms in timing.items()))
+    return exit_code_of(job, prog='export')
+
+
+if __name__ == '__main__':
+    import sys
+    sys.exit(main())

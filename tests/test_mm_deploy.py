@@ -1,0 +1,230 @@
+"""mmdeploy on this stack (mm_common/deploy.py): each compatibility fix, and one detector and
+one segmentor exported, run in ONNX Runtime and OpenVINO, and checked on demo val images."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT
+
+DET_DEMO = 'configs/demo/recnext_m0_demo_coco.py'
+SEG_DEMO = 'configs/demo/recnext_m0_demo_ade.py'
+
+
+def onnx_of(module: torch.nn.Module, inputs, path, **kwargs) -> str:
+    torch.onnx.export(module, inputs, str(path), dynamo=False, opset_version=11, **kwargs)
+    return str(path)
+
+
+# ---- the fixes, one by one ---------------------------------------------------------------
+def test_torch_onnx_export_uses_torchscript_inside_the_block_only():
+    from mm_efficient_backbones.mm_common import deploy
+    original = torch.onnx.export
+    with deploy.torchscript_onnx_export():
+        assert torch.onnx.export.keywords == {'dynamo': False}
+        assert torch.onnx.export.func is original
+    assert torch.onnx.export is original
+
+
+def test_cast_long_symbolic_is_back_and_exports_an_int64_cast(tmp_path):
+    import onnx
+    import onnxruntime
+
+    from mm_efficient_backbones.mm_common import deploy
+    deploy.add_cast_long_symbolic()
+    from torch.onnx.symbolic_opset9 import _cast_Long  # what mmdeploy's RoIAlign symbolic imports
+
+    class ToLong(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.long()
+
+        @staticmethod
+        def symbolic(g, x):
+            return _cast_Long(g, x, False)
+
+    class Model(torch.nn.Module):
+        def forward(self, x):
+            return ToLong.apply(x * 2)
+
+    path = onnx_of(Model(), torch.tensor([1.0, 2.5]), tmp_path / 'cast.onnx', input_names=['x'])
+    casts = [node for node in onnx.load(path).graph.node if node.op_type == 'Cast']
+    assert [attribute.i for attribute in casts[0].attribute] == [onnx.TensorProto.INT64]
+    out = onnxruntime.InferenceSession(path).run(None, {'x': np.array([1.0, 2.5], np.float32)})[0]
+    assert out.dtype == np.int64 and out.tolist() == [2, 5]
+    assert deploy.add_cast_long_symbolic() is False  # idempotent
+
+
+def test_recnext_traces_the_standard_ops_with_the_fast_path_off(tmp_path):
+    import onnx
+    import onnxruntime
+
+    from mm_efficient_backbones.backbones import MM_BACKBONES, recnext
+    from mm_efficient_backbones.mm_common import deploy
+    model = MM_BACKBONES['RecNeXt'](arch='m0', out_indices=(3,)).eval().switch_to_deploy()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = model(x)[0]
+        with deploy.exporting():
+            assert recnext._onednn_fusion(x) is False
+            path = onnx_of(model, x, tmp_path / 'm0.onnx', input_names=['input'])
+    assert recnext._onednn_fusion is not None and recnext._onednn_fusion.__name__ == '_onednn_fusion'
+    ops = {node.op_type for node in onnx.load(path).graph.node}
+    assert 'Conv' in ops and not any('mkldnn' in op or 'ATen' in op for op in ops), ops
+    got = onnxruntime.InferenceSession(path).run(None, {'input': x.numpy()})[0]
+    assert np.abs(got - expected.numpy()).max() / np.abs(expected.numpy()).max() < 1e-4
+
+
+def _tiny_onnx(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    x = torch.randn(1, 3, 8, 8)
+    path = onnx_of(model, x, tmp_path / 'tiny.onnx', input_names=['input'], output_names=['output'])
+    with torch.no_grad():
+        return path, x, model(x)
+
+
+def test_openvino_manager_builds_an_fp32_core_wrapper(tmp_path):
+    import openvino
+
+    from mm_efficient_backbones.mm_common import deploy
+    deploy.install_mmdeploy_fixes()
+    from mmdeploy.backend.base import get_backend_manager
+    path, x, expected = _tiny_onnx(tmp_path)
+    xml = deploy._convert_openvino(path)[0]
+    ov = get_backend_manager('openvino').build_wrapper([xml], 'cpu', ['input'], ['output'],
+                                                      dict(backend_config=dict(type='openvino')))
+    assert ov.compiled.get_property('INFERENCE_PRECISION_HINT') == openvino.Type.f32
+    assert torch.allclose(ov({'input': x})['output'], expected, atol=1e-5)
+
+
+# ---- detector and segmentor, end to end ------------------------------------------------------
+def _demo_cfg_options(demo_data, task):
+    if task == 'det':
+        root = f'{demo_data}/coco/'
+        return {'train_dataloader.dataset.data_root': root, 'val_dataloader.dataset.data_root': root,
+                'test_dataloader.dataset.data_root': root,
+                'val_evaluator.ann_file': f'{root}annotations/instances_val2017.json',
+                'test_evaluator.ann_file': f'{root}annotations/instances_val2017.json'}
+    root = f'{demo_data}/ade'
+    return {'train_dataloader.dataset.data_root': root, 'val_dataloader.dataset.data_root': root,
+            'test_dataloader.dataset.data_root': root}
+
+
+def _demo_config(demo_data, tmp_path, task) -> str:
+    """The demo config pointed at the session's demo data, as a config file of its own."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(ROOT / (DET_DEMO if task == 'det' else SEG_DEMO)))
+    cfg.merge_from_dict(_demo_cfg_options(demo_data, task))
+    path = tmp_path / f'{task}_demo.py'
+    cfg.dump(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def trained(demo_data, tmp_path_factory):
+    """{task: (config, checkpoint)}: each demo model trained briefly with tools/train.py."""
+    work = tmp_path_factory.mktemp('deploy')
+    runs = {'det': ('train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=16', 'epoch_1.pth'),
+            'seg': ('train_cfg.max_iters=6', 'iter_6.pth')}
+    out = {}
+    for task, (*options, checkpoint) in runs.items():
+        config = _demo_config(demo_data, work, task)
+        result = subprocess.run(
+            [sys.executable, 'tools/train.py', config, '--work-dir', str(work / task), '--cfg-options',
+             'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+             'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+             'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
+             'train_cfg.val_interval=100', 'train_cfg.val_begin=100', f'default_hooks.checkpoint.interval={1 if task == "det" else 6}',
+             *options], cwd=ROOT, capture_output=True, text=True, timeout=900,
+            env=dict(os.environ, OMP_NUM_THREADS='1'))
+        assert result.returncode == 0, result.stderr[-3000:]
+        out[task] = (config, str(work / task / checkpoint))
+    return out
+
+
+@pytest.mark.parametrize('task,backend', [('det', 'onnxruntime'), ('seg', 'openvino')])
+def test_export_is_checked_on_demo_val_images_then_written(trained, tmp_path, task, backend):
+    from mm_efficient_backbones.mm_common import deploy
+    config, checkpoint = trained[task]
+    result = deploy.export_mm_model(config, checkpoint, backend, str(tmp_path / 'out'), indices=4)
+    metrics = ('bbox_mAP', 'segm_mAP') if task == 'det' else ('mIoU',)
+    assert sorted(result['metrics']['pytorch']) == sorted(metrics)
+    for key in metrics:
+        assert abs(result['metrics'][backend][key] - result['metrics']['pytorch'][key]) <= deploy.TOLERANCES[key]
+    names = {'onnxruntime': ['end2end.onnx'], 'openvino': ['end2end.bin', 'end2end.xml']}[backend]
+    assert sorted(os.listdir(tmp_path / 'out')) == names
+    assert [f for f in os.listdir(tmp_path) if f.startswith('.export-')] == []
+    if task == 'seg':
+        assert result['metrics']['pytorch']['mIoU'] > 0
+    else:
+        # Standard ops only: mmdeploy's RoIAlign symbolic (through mmcv's layout-safe
+        # RoIAlignFunction, mm_common/layout.py) gives ONNX's RoiAlign, no custom domain.
+        import onnx
+        nodes = onnx.load(result['files'][0]).graph.node
+        assert {'RoiAlign', 'NonMaxSuppression', 'Conv'} <= {node.op_type for node in nodes}
+        assert {node.domain for node in nodes} <= {'', 'ai.onnx'}
+    # Beyond the metric: the runtime's predictions on one val image are PyTorch's.
+    from mmengine.registry import init_default_scope
+    cfg = deploy.load_model_config(config)
+    init_default_scope(cfg.default_scope)
+    data = next(iter(deploy._val_dataloader(cfg, 1)))
+    backend_model = deploy.build_backend_model(cfg, backend, result['files'])
+    pytorch_model = deploy.build_pytorch_model(cfg, checkpoint)
+    with torch.no_grad():
+        got, expected = backend_model.test_step(data)[0], pytorch_model.test_step(data)[0]
+    if task == 'seg':
+        agree = (got.pred_sem_seg.data == expected.pred_sem_seg.data).float().mean().item()
+        assert agree > 0.999, agree
+        timing = deploy.time_mm_forward(config, checkpoint, {backend: result['files']}, images=2, rounds=1)
+        assert sorted(timing) == sorted(['torch', 'torch-deploy', backend]) and min(timing.values()) > 0
+    else:
+        top = min(5, len(expected.pred_instances))
+        assert top > 0
+        assert torch.allclose(got.pred_instances.scores[:top], expected.pred_instances.scores[:top], atol=1e-3)
+        assert torch.allclose(got.pred_instances.bboxes[:top], expected.pred_instances.bboxes[:top], atol=0.1)
+
+
+def test_an_export_that_differs_is_refused_and_writes_nothing(trained, tmp_path, monkeypatch):
+    from mm_efficient_backbones.mm_common import deploy
+    config, checkpoint = trained['seg']
+    real_build = deploy.build_backend_model
+
+    def off_by_one_class(cfg, backend, files):
+        model = real_build(cfg, backend, files)
+        forward = model.wrapper.forward
+        model.wrapper.forward = lambda inputs: {k: (v + 1) % 4 for k, v in forward(inputs).items()}
+        return model
+    monkeypatch.setattr(deploy, 'build_backend_model', off_by_one_class)
+    with pytest.raises(deploy.ExportCheckError, match=r'differs from PyTorch: mIoU .*nothing written'):
+        deploy.export_mm_model(config, checkpoint, 'onnxruntime', str(tmp_path / 'out'), indices=2)
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_input_is_one_line(trained, tmp_path, capsys):
+    from mm_efficient_backbones.mm_common import deploy
+    det_config, det_checkpoint = trained['det']
+    seg_config, seg_checkpoint = trained['seg']
+    cases = [((det_config, seg_checkpoint), 'does not fit MaskRCNN'),
+             ((det_config, str(tmp_path / 'none.pth')), 'checkpoint not found'),
+             ((str(tmp_path / 'none.py'), det_checkpoint), 'config not found')]
+    for args, message in cases:
+        assert deploy.main([*args, '--out', str(tmp_path / 'out')]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith('export: error: ') and message in err[0], err
+        assert not (tmp_path / 'out').exists()
+    from mmengine.config import Config
+    upernet = Config.fromfile(seg_config)
+    upernet.model.decode_head = dict(type='UPerHead', in_channels=[40, 80, 160, 320], in_index=[0, 1, 2, 3],
+                                     pool_scales=(1, 2, 3, 6), channels=64, num_classes=4)
+    upernet.dump(str(tmp_path / 'upernet.py'))
+    with pytest.raises(deploy.UserError, match=r'UPerHead \(pyramid pooling.*cannot be exported'):
+        deploy.export_mm_model(str(tmp_path / 'upernet.py'), seg_checkpoint, 'onnxruntime', str(tmp_path / 'out'))
+    with pytest.raises(deploy.UserError, match=r'Cascade R-CNN with class-specific box regression'):
+        deploy.export_mm_model(str(ROOT / 'configs/convnext1d_tiny_1d_coco.py'), det_checkpoint, 'openvino',
+                               str(tmp_path / 'out'))
+    with pytest.raises(deploy.UserError, match='unsupported backend .tensorrt.'):
+        deploy.export_mm_model(det_config, det_checkpoint, 'tensorrt', str(tmp_path / 'out'))
+    assert not (tmp_path / 'out').exists()
