@@ -320,6 +320,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic: boo
     if dynamic:
         auto = torch.export.Dim.DYNAMIC
         dims = ({0: auto, 2: auto, 3: auto},)
+        if example.shape[0] == 1:  # traced at batch 1, the batch would be specialised to 1
+            example = example.repeat(2, 1, 1, 1)
     with torch.no_grad():
         program = torch.onnx.export(model, (example,), dynamo=True, dynamic_shapes=dims, opset_version=ONNX_OPSET,
                                     input_names=['input'], output_names=list(output_names or []) or None,

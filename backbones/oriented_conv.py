@@ -139,6 +139,12 @@ def plan_groups(theta: torch.Tensor, kernel_size: int) -> List[GroupPlan]:
     return plans
 
 
+def _ceil_div(a, b):
+    """ceil(a / b) for a >= 0, b > 0, without negative floor division: exported, an integer
+    division of sizes becomes ONNX's Div, which truncates (-23 // 2 would give -11)."""
+    return (a + b - 1) // b
+
+
 def _shear_rows(x: torch.Tensor, shear: int, stride: int) -> Tuple[torch.Tensor, int]:
     """z[..., h, u] = x[..., h, u - shear * h - left] (zero elsewhere), as a view of one padded copy.
 
@@ -152,14 +158,16 @@ def _shear_rows(x: torch.Tensor, shear: int, stride: int) -> Tuple[torch.Tensor,
         padded = F.pad(x, (0, shear * height))
     else:
         span = -shear
-        left = -(-span * (height - 1) // stride) * stride
-        # Wide enough that the output row q + shear * p + left / stride stays inside.
-        pitch = max(width + left + span, stride * (-(-width // stride) + span) + left)
+        left = _ceil_div(span * (height - 1), stride) * stride
+        # Wide enough that the output row q + shear * p + left / stride stays inside (this
+        # also makes it >= width + left + span). No max() or division by a size: under
+        # export the sizes are symbols, and plain sums keep the traced shapes simple.
+        pitch = stride * (_ceil_div(width, stride) + span) + left
         right = pitch - span - width - left
         # Reading row h runs ``span * (h + 1)`` elements into row h + 1's left padding;
-        # extra zero rows at the bottom cover the last row.
-        extra_rows = -(-span * height // (pitch - span))
-        padded = F.pad(x, (left, right, 0, extra_rows))
+        # ``span`` zero rows at the bottom cover the last row, as each padded row holds at
+        # least left + 1 >= span * (height - 1) + 1 elements.
+        padded = F.pad(x, (left, right, 0, span))
     flat = padded.flatten(-2)[..., :height * pitch]
     return flat.unflatten(-1, (height, pitch)), left
 
@@ -168,9 +176,14 @@ def _unshear_rows(y: torch.Tensor, shear: int, offset: int, width: int) -> torch
     """out[..., p, q] = y[..., p, q + shear * p + offset] for q < width."""
     rows, pitch = y.shape[-2:]
     flat = y.flatten(-2)
-    needed = offset + rows * (pitch + shear) - flat.shape[-1]
-    if needed > 0:
-        flat = F.pad(flat, (0, needed))
+    if is_tracing():
+        # The read runs offset + rows * shear past the end at most: pad that much for every
+        # size, as a branch on a symbolic size would be frozen at the traced one.
+        flat = F.pad(flat, (0, offset + rows * max(shear, 0)))
+    else:
+        needed = offset + rows * (pitch + shear) - flat.shape[-1]
+        if needed > 0:
+            flat = F.pad(flat, (0, needed))
     return flat[..., offset:offset + rows * (pitch + shear)].unflatten(-1, (rows, pitch + shear))[..., :width]
 
 
@@ -227,7 +240,7 @@ def _group_conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tens
                 plan: GroupPlan, stride: int) -> torch.Tensor:
     if plan.transposed:
         x = x.transpose(-1, -2)
-    out_w = -(-x.shape[-1] // stride)
+    out_w = _ceil_div(x.shape[-1], stride)
     left = 0
     if plan.shear:
         x, left = _shear_rows(x, plan.shear, stride)

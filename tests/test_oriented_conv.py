@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from mm_efficient_backbones.backbones.oriented_conv import OrientedConv1d, oriented_angles, oriented_conv1d, plan_groups
+from mm_efficient_backbones.backbones.oriented_conv import (OrientedConv1d, oriented_angles, oriented_conv1d, plan_groups,
+                                                           prepare_plans)
 
 DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 
@@ -215,9 +216,9 @@ def test_onnx_export_uses_standard_ops_for_any_size():
     Runtime at sizes above and below the kernel: no index_add, no data-pointer access."""
     pytest.importorskip('onnxscript')  # torch's dynamo exporter builds the graph with it
     ort = pytest.importorskip('onnxruntime')
-    conv = make_conv(16, 9, 2, resid=True, angle_offset=0.3).eval()
+    conv = prepare_plans(make_conv(16, 9, 2, resid=True, angle_offset=0.3).eval())  # never called before
     auto = torch.export.Dim.DYNAMIC
-    program = torch.onnx.export(conv, (torch.randn(1, 16, 12, 14),), dynamo=True, verbose=False,
+    program = torch.onnx.export(conv, (torch.randn(2, 16, 12, 14),), dynamo=True, verbose=False,
                                 dynamic_shapes=({0: auto, 2: auto, 3: auto},))
     model = program.model_proto
     assert {node.domain for node in model.graph.node} <= {'', 'ai.onnx'}
