@@ -270,7 +270,8 @@ def _onnxruntime_runner(path: str, threads: Optional[int], options: Dict[str, ob
 def _openvino_runner(path: str, threads: Optional[int], precision: str, options: Dict[str, object]) -> Runner:
     import openvino as ov
     core = ov.Core()
-    default = str(core.get_property('CPU', 'INFERENCE_PRECISION_HINT'))
+    default = core.get_property('CPU', 'INFERENCE_PRECISION_HINT')
+    default = default.to_string() if hasattr(default, 'to_string') else str(default)  # an ov.Type: 'f32'
     config = {'INFERENCE_PRECISION_HINT': precision,
               'PERFORMANCE_HINT': str(options.get('performance_hint', 'LATENCY'))}
     if threads:

@@ -18,7 +18,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from mm_efficient_backbones.backbones.errors import exit_code_of
+from mm_efficient_backbones.backbones.errors import exit_code_of, one_line
 from mm_efficient_backbones.backbones.export import (FORMATS, ExportError, export_model, mm_backbone_specs,
                                                      parse_shape, project_models)
 
@@ -54,8 +54,8 @@ def export_all(args) -> int:
             out = f"{args.out}/{spec.replace(':', '_')}{suffix}"
         try:
             export_model(spec, args.format, out, parse_shape(args.shape), args.dynamic, threads=args.threads)
-        except ExportError as err:
-            print(f'{spec}: FAILED: {err}', flush=True)
+        except Exception as err:  # noqa: BLE001 - one line per model, then the next one
+            print(f'{spec}: FAILED: {type(err).__name__}: {one_line(err)}', flush=True)
             failed.append(spec)
     print(f'{len(failed)} failed' + (f": {', '.join(failed)}" if failed else ''), flush=True)
     return 1 if failed else 0
