@@ -17,17 +17,22 @@ taps (taps landing on one pixel add up). A diagonal line would need a large, mos
 window (21x21 for 31 taps at 45 degrees), so the image is first sheared by an integer
 slope (row h shifted by s*h, a zero-copy view of a padded buffer): the line then becomes
 (nearly) vertical or horizontal and the window small (21x1 at 45 degrees, 11x7 at 22.5).
-The output is sheared back the same way. All of it is ordinary differentiable ops.
+The output is sheared back the same way. All of it is ordinary differentiable ops, and
+it exports: the taps reach the dense kernel through a constant 0/1 placement matrix (a
+matmul, so taps that share a pixel add up without an ``index_add`` over duplicated
+indices), and the channel plan is built from theta's values before tracing, never while.
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ['OrientedConv1d', 'oriented_conv1d', 'oriented_angles', 'tap_offsets']
+from .export import is_tracing
+
+__all__ = ['OrientedConv1d', 'oriented_conv1d', 'oriented_angles', 'prepare_plans', 'tap_offsets']
 
 # Integer shears tried per channel group; 3 covers every angle of 8 directions.
 MAX_SHEAR = 3
@@ -64,6 +69,19 @@ class GroupPlan:
     half_h: int
     half_w: int
     positions: Tuple[int, ...]
+    # Constants built from the fields above: the (K, window area) 0/1 matrix whose row k
+    # is one at positions[k], and the one-hot centre of the window (for ``resid``).
+    placement: torch.Tensor = field(init=False, compare=False, repr=False)
+    centre: torch.Tensor = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self):
+        height, width = self.window
+        placement = torch.zeros(len(self.positions), height * width)
+        placement[torch.arange(len(self.positions)), torch.tensor(self.positions)] = 1
+        centre = torch.zeros(height * width)
+        centre[self.half_h * width + self.half_w] = 1
+        object.__setattr__(self, 'placement', placement)
+        object.__setattr__(self, 'centre', centre)
 
     @property
     def window(self) -> Tuple[int, int]:
@@ -79,14 +97,13 @@ class GroupPlan:
     def kernel(self, taps: torch.Tensor, resid: bool) -> torch.Tensor:
         """The dense (channels, 1, h, w) kernel holding this group's taps (all channels' taps given).
 
-        Taps that hit one pixel add up (index_add); ``resid`` adds 1 at the centre tap.
+        Taps that hit one pixel add up (the placement matmul); ``resid`` adds 1 at the
+        centre tap.
         """
-        height, width = self.window
-        window = taps.new_zeros(len(self.channels), height * width).index_add(
-            1, torch.tensor(self.positions, device=taps.device), self.take(taps, 0))
+        window = self.take(taps, 0) @ self.placement.to(taps.device, taps.dtype)
         if resid:
-            window[:, self.half_h * width + self.half_w] += 1
-        return window.view(len(self.channels), 1, height, width)
+            window = window + self.centre.to(window.device, window.dtype)
+        return window.view(len(self.channels), 1, *self.window)
 
 
 def _frame_cost(rows: List[int], cols: List[int], transposed: bool, shear: int):
@@ -122,6 +139,12 @@ def plan_groups(theta: torch.Tensor, kernel_size: int) -> List[GroupPlan]:
     return plans
 
 
+def _ceil_div(a, b):
+    """ceil(a / b) for a >= 0, b > 0, without negative floor division: exported, an integer
+    division of sizes becomes ONNX's Div, which truncates (-23 // 2 would give -11)."""
+    return (a + b - 1) // b
+
+
 def _shear_rows(x: torch.Tensor, shear: int, stride: int) -> Tuple[torch.Tensor, int]:
     """z[..., h, u] = x[..., h, u - shear * h - left] (zero elsewhere), as a view of one padded copy.
 
@@ -135,14 +158,16 @@ def _shear_rows(x: torch.Tensor, shear: int, stride: int) -> Tuple[torch.Tensor,
         padded = F.pad(x, (0, shear * height))
     else:
         span = -shear
-        left = -(-span * (height - 1) // stride) * stride
-        # Wide enough that the output row q + shear * p + left / stride stays inside.
-        pitch = max(width + left + span, stride * (-(-width // stride) + span) + left)
+        left = _ceil_div(span * (height - 1), stride) * stride
+        # Wide enough that the output row q + shear * p + left / stride stays inside (this
+        # also makes it >= width + left + span). No max() or division by a size: under
+        # export the sizes are symbols, and plain sums keep the traced shapes simple.
+        pitch = stride * (_ceil_div(width, stride) + span) + left
         right = pitch - span - width - left
         # Reading row h runs ``span * (h + 1)`` elements into row h + 1's left padding;
-        # extra zero rows at the bottom cover the last row.
-        extra_rows = -(-span * height // (pitch - span))
-        padded = F.pad(x, (left, right, 0, extra_rows))
+        # ``span`` zero rows at the bottom cover the last row, as each padded row holds at
+        # least left + 1 >= span * (height - 1) + 1 elements.
+        padded = F.pad(x, (left, right, 0, span))
     flat = padded.flatten(-2)[..., :height * pitch]
     return flat.unflatten(-1, (height, pitch)), left
 
@@ -151,9 +176,14 @@ def _unshear_rows(y: torch.Tensor, shear: int, offset: int, width: int) -> torch
     """out[..., p, q] = y[..., p, q + shear * p + offset] for q < width."""
     rows, pitch = y.shape[-2:]
     flat = y.flatten(-2)
-    needed = offset + rows * (pitch + shear) - flat.shape[-1]
-    if needed > 0:
-        flat = F.pad(flat, (0, needed))
+    if is_tracing():
+        # The read runs offset + rows * shear past the end at most: pad that much for every
+        # size, as a branch on a symbolic size would be frozen at the traced one.
+        flat = F.pad(flat, (0, offset + rows * max(shear, 0)))
+    else:
+        needed = offset + rows * (pitch + shear) - flat.shape[-1]
+        if needed > 0:
+            flat = F.pad(flat, (0, needed))
     return flat[..., offset:offset + rows * (pitch + shear)].unflatten(-1, (rows, pitch + shear))[..., :width]
 
 
@@ -198,8 +228,10 @@ class _DepthwiseConvCPU(torch.autograd.Function):
 
 
 def _depthwise_conv(x, kernel, bias, stride, padding):
+    # Not under autocast: the Function would save the fp32 input beside a bf16 gradient,
+    # which the CPU backward refuses; autocast's own conv handles the casts.
     if x.device.type == 'cpu' and kernel.shape[-1] > 1 and torch.is_grad_enabled() and (
-            x.requires_grad or kernel.requires_grad):
+            x.requires_grad or kernel.requires_grad) and not torch.is_autocast_enabled('cpu'):
         return _DepthwiseConvCPU.apply(x, kernel, bias, stride, padding)
     return F.conv2d(x, kernel, bias, stride, padding, 1, kernel.shape[0])
 
@@ -208,7 +240,7 @@ def _group_conv(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tens
                 plan: GroupPlan, stride: int) -> torch.Tensor:
     if plan.transposed:
         x = x.transpose(-1, -2)
-    out_w = -(-x.shape[-1] // stride)
+    out_w = _ceil_div(x.shape[-1], stride)
     left = 0
     if plan.shear:
         x, left = _shear_rows(x, plan.shear, stride)
@@ -234,6 +266,15 @@ def oriented_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.
     if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         out = out.contiguous(memory_format=torch.channels_last)
     return out
+
+
+def prepare_plans(model: nn.Module) -> nn.Module:
+    """Build every OrientedConv1d's plan from its current angles, e.g. before ``torch.export``
+    (which runs the model on tensors without data); returns ``model``."""
+    for module in model.modules():
+        if isinstance(module, OrientedConv1d):
+            module.plans()
+    return model
 
 
 class OrientedConv1d(nn.Module):
@@ -268,6 +309,11 @@ class OrientedConv1d(nn.Module):
         nn.init.trunc_normal_(self.weight, std=0.02)
         self._plans_key, self._plans = None, None
 
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        if self.theta.device.type != 'meta':
+            self.plans()  # the loaded angles' plan, ready for tracing
+
     def _apply(self, fn, *args, **kwargs):
         # Moves follow the device; a dtype change must not round the angles.
         theta = self.theta.detach().clone()
@@ -278,7 +324,14 @@ class OrientedConv1d(nn.Module):
     def plans(self) -> List[GroupPlan]:
         """Channel groups for the current theta, recomputed when theta's version changes:
         load_state_dict and in-place writes such as ``conv.theta.fill_(a)`` are seen;
-        writes through ``theta.data`` bypass the version counter and are not."""
+        writes through ``theta.data`` bypass the version counter and are not.
+
+        While tracing, exporting or compiling, the plan of the last eager call (or of
+        loading, or of :func:`prepare_plans`) is used as is: theta may then be a tensor
+        without data.
+        """
+        if self._plans is not None and is_tracing():
+            return self._plans
         key = (self.theta.data_ptr(), self.theta._version, self.kernel_size)
         if key != self._plans_key:
             self._plans, self._plans_key = plan_groups(self.theta, self.kernel_size), key

@@ -25,6 +25,7 @@ from torch import nn
 
 from ._fusion import fuse_bn_linear, fuse_conv_bn, fuse_modules
 from .depthwise import DepthwiseConv2d
+from .export import is_tracing
 from .hub import timm_release_cfgs
 from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
 from .timm_models import TimmClassifier, register_family, stage_feature_info
@@ -511,9 +512,10 @@ _MKLDNN = torch.backends.mkldnn.is_available()
 
 def _onednn_fusion(x: torch.Tensor) -> bool:
     """True where oneDNN's fused conv kernels apply: CPU fp32 without autograd, in eager
-    mode (torch.compile fuses on its own, and better without these opaque kernels).
-    The compile check comes first so that tracing never reaches the others."""
-    if torch.compiler.is_compiling() or torch.jit.is_scripting():
+    mode. Under torch.compile, torch.export, ONNX export and jit tracing the standard ops
+    run instead (the same function): compilers fuse on their own, and exporters have no
+    symbolic for these kernels."""
+    if is_tracing() or torch.jit.is_scripting():
         return False
     return (_MKLDNN and x.device.type == 'cpu' and x.dtype == torch.float32
             and not torch.is_grad_enabled())

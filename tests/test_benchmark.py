@@ -183,3 +183,34 @@ def test_detector_training_step_beside_resnet50(capsys):
     assert [row['backbone'] for row in rows] == ['recnext_m0_demo_coco.py', 'resnet50']
     assert all(row['task'] == 'mmdet' and row['seconds_median'] > 0 for row in rows)
     assert 'train step mmdet resnet50' in capsys.readouterr().out
+
+
+def test_runtimes_are_timed_in_the_same_rounds_as_the_eager_forms(capsys):
+    pytest.importorskip('onnxscript')
+    pytest.importorskip('onnxruntime')
+    pytest.importorskip('openvino')
+    args = benchmark.parse_args(['--devices', 'cpu', '--warmup', '0', '--repeats', '2',
+                                 '--runtime', 'torch', 'onnxruntime', 'openvino'])
+    (row,) = benchmark.benchmark_speed('recnext_m0', torch.device('cpu'), [(1, 32, 32)], args)
+    assert row['runtimes'] == ['onnxruntime', 'openvino']
+    for form in ('train', 'deploy', 'onnxruntime', 'openvino'):
+        assert row[form]['img_per_s']['repeats'] == 2
+        assert row['speedup'][form] == pytest.approx(
+            row[form]['img_per_s']['median'] / row['train']['img_per_s']['median'])
+    fastest = max(('deploy', 'onnxruntime', 'openvino'), key=lambda form: row[form]['img_per_s']['median'])
+    assert row['fastest_fp32']['form'] == fastest
+    out = capsys.readouterr().out
+    # Each runtime says its precision and how far it is from the training form.
+    assert 'onnxruntime: onnxruntime' in out and 'fp32' in out and 'openvino: openvino' in out
+    assert 'f32 (INFERENCE_PRECISION_HINT' in out and 'difference from the training form' in out
+    assert 'fastest fp32: ' in benchmark.format_speed_row(row)
+
+
+def test_bf16_needs_bf16_units(capsys):
+    from mm_efficient_backbones.backbones.export import cpu_has_bf16
+    if cpu_has_bf16():
+        assert benchmark.parse_args(['--precision', 'bf16']).precision == 'bf16'
+        return
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(['--precision', 'bf16'])
+    assert '--precision bf16 is unavailable here: this CPU has no bf16 units' in capsys.readouterr().err

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from mm_efficient_backbones.backbones.oriented_conv import OrientedConv1d, oriented_angles, oriented_conv1d, plan_groups
+from mm_efficient_backbones.backbones.oriented_conv import (OrientedConv1d, oriented_angles, oriented_conv1d, plan_groups,
+                                                           prepare_plans)
 
 DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 
@@ -192,3 +193,39 @@ def test_bad_arguments_say_what_to_do():
         OrientedConv1d(8, 4)
     with pytest.raises(ValueError, match="data_format must be 'channels_first' or 'channels_last'"):
         OrientedConv1d(8, 5, data_format='nhwc')
+
+
+def test_bf16_autocast_backward_on_cpu():
+    """Issue 22 item 5: the fp32 input saved beside a bf16 gradient crashed the CPU backward."""
+    conv = make_conv(8, 7)
+    x = torch.randn(2, 8, 9, 11, requires_grad=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y = conv(x)
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    reference = make_conv(8, 7)
+    x_ref = x.detach().clone().requires_grad_()
+    reference(x_ref).sum().backward()
+    assert x.grad.dtype == conv.weight.grad.dtype == torch.float32
+    for got, want in ((x.grad, x_ref.grad), (conv.weight.grad, reference.weight.grad)):
+        assert ((got - want).abs().max() / want.abs().max()).item() < 3e-2
+
+
+def test_onnx_export_uses_standard_ops_for_any_size():
+    """Exported with dynamic sizes (every direction, stride 2, resid), then run in ONNX
+    Runtime at sizes above and below the kernel: no index_add, no data-pointer access."""
+    pytest.importorskip('onnxscript')  # torch's dynamo exporter builds the graph with it
+    ort = pytest.importorskip('onnxruntime')
+    conv = prepare_plans(make_conv(16, 9, 2, resid=True, angle_offset=0.3).eval())  # never called before
+    auto = torch.export.Dim.DYNAMIC
+    program = torch.onnx.export(conv, (torch.randn(2, 16, 12, 14),), dynamo=True, verbose=False,
+                                dynamic_shapes=({0: auto, 2: auto, 3: auto},))
+    model = program.model_proto
+    assert {node.domain for node in model.graph.node} <= {'', 'ai.onnx'}
+    assert not {'ScatterElements', 'ScatterND'} & {node.op_type for node in model.graph.node}
+    session = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider'])
+    for shape in [(1, 16, 12, 14), (2, 16, 23, 5), (1, 16, 3, 4)]:
+        x = torch.randn(*shape)
+        (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        with torch.no_grad():
+            torch.testing.assert_close(torch.from_numpy(got), conv(x), rtol=1e-5, atol=1e-5)

@@ -6,6 +6,7 @@ and the cost of one detector / segmentor training step beside ResNet-50.
     benchmark --no-speed --markdown             # the README's model-zoo table
     benchmark --models recnext_m3 --train-step configs/recnext_m3_coco.py configs/recnext_m3_ade20k.py
     benchmark --models recnext_m3 --shapes 8x224x224 --compile deploy   # compiled deploy vs eager training
+    benchmark --models recnext_m3 --shapes 8x224x224 1x512x512 --runtime torch onnxruntime openvino
     benchmark --json results.json
 
 Params are counted on the deploy form (``model.fuse()`` where the model has one), the
@@ -15,17 +16,22 @@ linear layers and matmuls = FLOPs / 2; element-wise ops, norms and resizes are n
 counted, as in the papers). Throughput is images/s of ``torch.inference_mode`` forwards
 after warm-up; the training form (eval mode, unfused) and the deploy form are timed in
 turn, repeat by repeat, so both see the same machine load; median and min-max are given.
+``--runtime onnxruntime openvino`` adds the deploy form exported at each shape (fp32) to
+the same rounds, and names the fastest exact form against the eager training form.
 """
 import argparse
 import collections
 import fnmatch
+import functools
 import json
 import math
 import os
 import os.path as osp
 import resource
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -207,12 +213,48 @@ def summarise(times: List[float], batch: int) -> dict:
     return dict(median=statistics.median(rates), min=rates[0], max=rates[-1], repeats=len(rates))
 
 
+RUNTIMES = ('torch', 'onnxruntime', 'openvino')
+
+
+def runtime_runners(name: str, deploy: nn.Module, train: nn.Module, x: torch.Tensor,
+                    args, folder: str) -> Dict[str, Callable[[], object]]:
+    """The deploy form exported at ``x``'s shape and loaded in each of ``--runtime``'s
+    ONNX runtimes (fp32; plus OpenVINO bf16 with ``--precision bf16``), as timed runners.
+    Each runtime's difference from the training form is printed (relative to the largest output)."""
+    from mm_efficient_backbones.backbones import export
+    target = export.ExportTarget(name, train, deploy)
+    wanted = [runtime for runtime in args.runtime if runtime != 'torch']
+    runners, loaded = {}, {}
+    threads = torch.get_num_threads()
+    for runtime in wanted:
+        fmt = next(fmt for fmt, rt in export.FORMATS.items() if rt == runtime)
+        where = osp.join(folder, f'{name}-{"x".join(map(str, x.shape))}-{fmt}')
+        os.makedirs(where, exist_ok=True)
+        path = export.export_files(target, fmt, x, where)
+        options = dict(graph_optimization=args.ort_optimization, performance_hint=args.ov_hint,
+                       num_streams=args.ov_streams)
+        precisions = ['f32'] + (['bf16'] if args.precision == 'bf16' and runtime == 'openvino' else [])
+        for precision in precisions:
+            label = runtime if precision == 'f32' else f'{runtime}-{precision}'
+            loaded[label] = export.load_runner(path, runtime, threads, precision, options)
+    array = x.numpy()
+    want = export.training_outputs(target, x)
+    for label, runner in loaded.items():
+        print(f'  {label}: {runner.describe}; difference from the training form '
+              f'{export.relative_difference(runner(array), want):.1e}', flush=True)
+        runners[label] = functools.partial(runner.run, array)
+    return runners
+
+
 def benchmark_speed(name: str, device: torch.device, shapes, args) -> List[dict]:
-    """Throughput and peak memory of the training and deploy forms at each input shape."""
+    """Throughput and peak memory of the training and deploy forms at each input shape,
+    and of the deploy form in each ONNX runtime of ``--runtime`` (CPU), in the same rounds."""
     forms = dict(zip(('train', 'deploy'), both_forms(name)))
     amp = device.type == 'cuda' and not args.no_amp
     channels_last = args.channels_last == 'on' or (args.channels_last == 'auto' and device.type == 'cuda')
-    rows = []
+    exported = device.type == 'cpu' and any(runtime != 'torch' for runtime in args.runtime)
+    bf16 = device.type == 'cpu' and args.precision == 'bf16'
+    eager = dict(forms)
     for name_form, model in forms.items():
         model.to(device)
         if channels_last:
@@ -220,28 +262,45 @@ def benchmark_speed(name: str, device: torch.device, shapes, args) -> List[dict]
         if args.compile == 'both' or (args.compile == 'deploy' and name_form == 'deploy'):
             # Inference only, so parameters are frozen as constants: conv weights are prepacked once.
             forms[name_form] = torch.compile(model, options=dict(freezing=True))
-    for batch, height, width in shapes:
-        x = torch.randn(batch, 3, height, width, device=device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+    rows = []
+    folder = tempfile.mkdtemp(prefix='benchmark-export-') if exported else None
+    try:
+        for batch, height, width in shapes:
+            x = torch.randn(batch, 3, height, width, device=device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
 
-        def runner(model):
-            def run():
-                with torch.inference_mode(), torch.autocast(device.type, enabled=amp):
-                    return model(x)
-            return run
-        runners = {form: runner(model) for form, model in forms.items()}
-        times = time_interleaved(runners, device, args.warmup, args.repeats, args.clock)
-        row = dict(model=name, device=device.type, clock=args.clock, threads=torch.get_num_threads(),
-                   amp=amp, channels_last=channels_last,
-                   compiled=args.compile, batch=batch, height=height, width=width)
-        for form in forms:
-            memory, growth, kind = peak_memory_mib(runners[form], device)
-            row[form] = dict(img_per_s=summarise(times[form], batch), peak_mib=memory,
-                             peak_growth_mib=growth, memory_kind=kind)
-        row['deploy_speedup'] = row['deploy']['img_per_s']['median'] / row['train']['img_per_s']['median']
-        rows.append(row)
-        print(format_speed_row(row), flush=True)
+            def runner(model, autocast=amp, dtype=None):
+                def run():
+                    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=autocast):
+                        return model(x)
+                return run
+            runners = {form: runner(model) for form, model in forms.items()}
+            if bf16:
+                runners['deploy-bf16'] = runner(forms['deploy'], True, torch.bfloat16)
+            if exported:
+                runners.update(runtime_runners(name, eager['deploy'], eager['train'], x, args, folder))
+            times = time_interleaved(runners, device, args.warmup, args.repeats, args.clock)
+            row = dict(model=name, device=device.type, clock=args.clock, threads=torch.get_num_threads(),
+                       amp=amp, channels_last=channels_last,
+                       compiled=args.compile, batch=batch, height=height, width=width,
+                       runtimes=[form for form in runners if form not in ('train', 'deploy')])
+            for form in runners:
+                memory, growth, kind = peak_memory_mib(runners[form], device)
+                row[form] = dict(img_per_s=summarise(times[form], batch), peak_mib=memory,
+                                 peak_growth_mib=growth, memory_kind=kind)
+            train_rate = row['train']['img_per_s']['median']
+            row['deploy_speedup'] = row['deploy']['img_per_s']['median'] / train_rate
+            # The exact (fp32) forms only: bf16 never counts toward a target.
+            exact = ['deploy'] + [form for form in row['runtimes'] if 'bf16' not in form]
+            fastest = max(exact, key=lambda form: row[form]['img_per_s']['median'])
+            row['speedup'] = {form: row[form]['img_per_s']['median'] / train_rate for form in runners}
+            row['fastest_fp32'] = dict(form=fastest, speedup=row['speedup'][fastest])
+            rows.append(row)
+            print(format_speed_row(row), flush=True)
+    finally:
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
     return rows
 
 
@@ -258,6 +317,13 @@ def format_speed_row(row: dict) -> str:
                      f"{row[form]['memory_kind']} {row[form]['peak_mib']:.0f} MiB "
                      f"(+{row[form]['peak_growth_mib']:.0f})")
     parts.append(f"deploy/train {row['deploy_speedup']:.2f}x")
+    for form in row.get('runtimes', []):
+        speed = row[form]['img_per_s']
+        parts.append(f"{form} {speed['median']:7.3g} img/s ({speed['min']:.3g}-{speed['max']:.3g}) "
+                     f"{row['speedup'][form]:.2f}x")
+    if row.get('runtimes'):
+        fastest = row['fastest_fp32']
+        parts.append(f"fastest fp32: {fastest['form']} {fastest['speedup']:.2f}x train")
     return ' | '.join(parts)
 
 
@@ -592,6 +658,17 @@ def parse_args(argv=None):
                         help="time torch.compile(model) (weights frozen, as for inference); "
                              "'--compile deploy' compiles the deploy form only, against the eager "
                              "training form (the authors' code)")
+    parser.add_argument('--runtime', nargs='+', choices=RUNTIMES, default=['torch'],
+                        help='CPU: also time the deploy form exported to ONNX Runtime and/or OpenVINO '
+                             '(fp32), beside the eager training and deploy forms, in the same rounds')
+    parser.add_argument('--precision', choices=['fp32', 'bf16'], default='fp32',
+                        help='bf16 also times OpenVINO bf16 and torch bf16 autocast, where the CPU has bf16 '
+                             'units (never counted as the fastest exact form)')
+    parser.add_argument('--ort-optimization', choices=['disable', 'basic', 'extended', 'all'], default='all',
+                        help='ONNX Runtime graph optimisation level')
+    parser.add_argument('--ov-hint', choices=['LATENCY', 'THROUGHPUT'], default='LATENCY',
+                        help='OpenVINO performance hint')
+    parser.add_argument('--ov-streams', type=int, help='OpenVINO NUM_STREAMS (default: from the hint)')
     parser.add_argument('--no-speed', action='store_true', help='params and MACs only')
     parser.add_argument('--floor', action='store_true',
                         help='CPU: time every conv and GELU of one forward on the fastest kernel found, '
@@ -612,6 +689,11 @@ def parse_args(argv=None):
         parser.error("--clock process measures CPU work only; use --devices cpu, or the wall clock for CUDA")
     if args.warmup < 0 or args.repeats < 1:
         parser.error('--warmup must be >= 0 and --repeats >= 1')
+    if args.precision == 'bf16':
+        from mm_efficient_backbones.backbones.export import cpu_has_bf16
+        if not cpu_has_bf16():
+            parser.error('--precision bf16 is unavailable here: this CPU has no bf16 units (amx_bf16 or '
+                         'avx512_bf16 in /proc/cpuinfo); fp32 is timed by default')
     return args
 
 
