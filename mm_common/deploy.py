@@ -9,11 +9,6 @@ and applied only where it is needed (tests/test_mm_deploy.py tests every one):
 * :func:`add_cast_long_symbolic` (once): mmdeploy's RoIAlign symbolic imports
   ``torch.onnx.symbolic_opset9._cast_Long``, a helper torch has dropped; it is put back
   as the one ONNX ``Cast`` to int64 it was.
-* :func:`onednn_fast_path_off` (while exporting): RecNeXt's oneDNN fused kernels
-  (``torch.ops.mkldnn._convolution_pointwise``) have no ONNX symbolic, so the standard ops,
-  which compute the same function, are traced instead. This patches
-  ``backbones.recnext._onednn_fusion`` to answer False for the duration; it stays only
-  until the backbone itself stands aside under tracing.
 * :func:`use_openvino_core_api` (once): mmdeploy's OpenVINO wrapper and converter use the
   Inference Engine API and the ``mo`` tool, both removed from OpenVINO (2024.0 / 2025.0).
   Its backend manager gets a wrapper on ``openvino.Core`` with the fp32 precision hint
@@ -82,18 +77,6 @@ def add_cast_long_symbolic() -> bool:
     return True
 
 
-@contextlib.contextmanager
-def onednn_fast_path_off():
-    """RecNeXt computes with the standard ops (no oneDNN fused kernels) while the block runs."""
-    from mm_efficient_backbones.backbones import recnext
-    original = recnext._onednn_fusion
-    recnext._onednn_fusion = lambda x: False
-    try:
-        yield
-    finally:
-        recnext._onednn_fusion = original
-
-
 def _openvino_wrapper_class():
     from mmdeploy.backend.base import BaseWrapper
 
@@ -148,8 +131,9 @@ def install_mmdeploy_fixes() -> None:
 
 @contextlib.contextmanager
 def exporting():
-    """The fixes that apply only while mmdeploy traces a model."""
-    with torchscript_onnx_export(), onednn_fast_path_off():
+    """The fixes that apply only while mmdeploy traces a model (RecNeXt's oneDNN fast path
+    stands aside by itself while tracing: backbones.export.is_tracing)."""
+    with torchscript_onnx_export():
         yield
 
 
@@ -376,48 +360,10 @@ def time_mm_forward(config: str, checkpoint: str, exported: Dict[str, Sequence[s
 
 
 # ---- command line (tools/export.py will dispatch here) -----------------------------------
-def _format_metrics(result: dict) -> str:
+def format_metrics(result: dict) -> str:
     backend = result['backend']
     if 'metrics' not in result:
         return f'{backend}: not checked'
     return ', '.join(f'{key} {result["metrics"][backend][key]:.4f} (PyTorch {value:.4f}, '
                      f'difference {result["differences"][key]:+.4f})'
                      for key, value in result['metrics']['pytorch'].items())
-
-
-def main(argv=None) -> int:
-    import argparse
-
-    from mm_efficient_backbones.backbones.errors import exit_code_of
-    parser = argparse.ArgumentParser(
-        prog='python -m mm_efficient_backbones.mm_common.deploy',
-        description='Export a detector or segmentor through mmdeploy (deploy form), checked on its val set')
-    parser.add_argument('config')
-    parser.add_argument('checkpoint')
-    parser.add_argument('--backend', nargs='+', default=['onnxruntime'], choices=BACKENDS)
-    parser.add_argument('--out', required=True, help='output folder, one subfolder per backend')
-    parser.add_argument('--indices', type=int, help='check on the first N val images only')
-    parser.add_argument('--no-check', action='store_true', help='write without evaluating (not advised)')
-    parser.add_argument('--time', type=int, default=0, metavar='IMAGES',
-                        help='also time the test-time forward on this many val images')
-    args = parser.parse_args(argv)
-
-    def job():
-        exported = {}
-        for backend in args.backend:
-            result = export_mm_model(args.config, args.checkpoint, backend, osp.join(args.out, backend),
-                                     check=not args.no_check, indices=args.indices)
-            print(f'{osp.basename(args.config)}, {backend} ({result["precision"]}): {_format_metrics(result)}')
-            print(f'    written: {" ".join(result["files"])}')
-            exported[backend] = result['files']
-        if args.time:
-            timing = time_mm_forward(args.config, args.checkpoint, exported, images=args.time)
-            eager = timing['torch']
-            print(f'{osp.basename(args.config)}, test-time forward (ms/image, {args.time} val images): '
-                  + ', '.join(f'{name} {ms:.1f} ({eager / ms:.2f}x)' for name, ms in timing.items()))
-    return exit_code_of(job, prog='export')
-
-
-if __name__ == '__main__':
-    import sys
-    sys.exit(main())

@@ -15,6 +15,20 @@ if [[ ! -f data/demo/coco/annotations/instances_val2017.json || ! -d data/demo/a
   $PY tools/make_demo_data.py --out data/demo --seed 0
 fi
 
+# run_step LOG WHAT CMD...: run CMD with its output in LOG; on failure show LOG's tail and stop.
+run_step() {
+  local log=$1 what=$2
+  shift 2
+  if ! "$@" > "$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    echo "error: $what failed (full log: $log)" >&2
+    exit 1
+  fi
+}
+
+# The checkpoint a demo job ended with.
+checkpoint_of() { cat "$WORK/$1/last_checkpoint"; }
+
 # Train one demo job: full log to $WORK/<name>.out, progress lines to the terminal.
 train_job() {
   local name=$1 config=$2 progress=$3
@@ -46,13 +60,10 @@ echo "==> the same checkpoints evaluated in the deploy form (model.backbone.depl
 deploy_job() {
   local name=$1 config=$2 metrics=$3
   local checkpoint
-  checkpoint=$(cat "$WORK/$name/last_checkpoint")
-  if ! $PY tools/test.py "$config" "$checkpoint" --work-dir "$WORK/deploy_$name" \
-      --cfg-options model.backbone.deploy=True > "$WORK/deploy_$name.out" 2>&1; then
-    tail -n 20 "$WORK/deploy_$name.out" >&2
-    echo "error: evaluating the $name demo in its deploy form failed (full log: $WORK/deploy_$name.out)" >&2
-    exit 1
-  fi
+  checkpoint=$(checkpoint_of "$name")
+  run_step "$WORK/deploy_$name.out" "evaluating the $name demo in its deploy form" \
+    $PY tools/test.py "$config" "$checkpoint" --work-dir "$WORK/deploy_$name" \
+    --cfg-options model.backbone.deploy=True
   echo "$name, training form: $(grep -oE "$metrics" "$WORK/$name.out" | tail -n 2 | tr '\n' ' ')"
   echo "$name, deploy form:   $(tail -n 1 "$WORK/deploy_$name.out" | grep -oE "$metrics" | tr '\n' ' ')"
 }
@@ -64,14 +75,10 @@ echo "==> predictions drawn on two demo val images (tools/infer.py)"
 draw_job() {
   local name=$1 config=$2 images=$3
   local checkpoint
-  checkpoint=$(cat "$WORK/$name/last_checkpoint")
+  checkpoint=$(checkpoint_of "$name")
   # shellcheck disable=SC2046  # the two image paths
-  if ! $PY tools/infer.py "$config" "$checkpoint" $(ls "$images"/*.jpg | head -n 2) \
-      --out-dir "$WORK/predictions/$name" > "$WORK/vis_$name.out" 2>&1; then
-    tail -n 20 "$WORK/vis_$name.out" >&2
-    echo "error: drawing the $name predictions failed (full log: $WORK/vis_$name.out)" >&2
-    exit 1
-  fi
+  run_step "$WORK/vis_$name.out" "drawing the $name predictions" \
+    $PY tools/infer.py "$config" "$checkpoint" $(ls "$images"/*.jpg | head -n 2) --out-dir "$WORK/predictions/$name"
   echo "$name: $(grep -E '\.(jpg|png)$' "$WORK/vis_$name.out" | tr '\n' ' ')"
 }
 draw_job coco configs/demo/recnext_m0_demo_coco.py data/demo/coco/val2017
@@ -84,15 +91,10 @@ echo "==> the same checkpoints exported through mmdeploy (deploy form), checked 
 export_job() {
   local name=$1 config=$2
   local checkpoint
-  checkpoint=$(cat "$WORK/$name/last_checkpoint")
+  checkpoint=$(checkpoint_of "$name")
   rm -rf "${WORK:?}/export/$name"
-  if ! $PY -m mm_efficient_backbones.mm_common.deploy "$config" "$checkpoint" \
-      --backend onnxruntime openvino --out "$WORK/export/$name" --time 4 \
-      > "$WORK/export_$name.out" 2>&1; then
-    tail -n 20 "$WORK/export_$name.out" >&2
-    echo "error: exporting the $name demo failed (full log: $WORK/export_$name.out)" >&2
-    exit 1
-  fi
+  run_step "$WORK/export_$name.out" "exporting the $name demo" \
+    $PY tools/export.py "$config" "$checkpoint" --format onnx openvino --out "$WORK/export/$name" --time 4
   grep -E '^ *(written:|[^ ].*(onnxruntime|openvino|test-time forward))' "$WORK/export_$name.out" \
     | grep -v ' - mmengine - '
 }

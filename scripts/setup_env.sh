@@ -114,8 +114,8 @@ pip_install -q "$wheel"
 step "installing mmdet, mmsegmentation and this package (editable)"
 pip_install -q mmdet mmsegmentation
 
-step "installing the export runtimes (onnx, onnxruntime, openvino) and mmdeploy (without its dependencies)"
-pip_install -q onnx onnxruntime openvino aenum
+step "installing the export stack (onnx, onnxscript, onnxruntime, openvino) and mmdeploy (without its dependencies)"
+pip_install -q onnx onnxscript onnx-ir onnxruntime openvino aenum
 # mmdeploy 1.3.1 declares protobuf<=3.20.2 (onnx 1.23 needs protobuf 4+) and packages it
 # never imports on our path; what it does import is installed above or by the stack.
 pip_install -q --no-deps mmdeploy

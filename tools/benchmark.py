@@ -44,6 +44,7 @@ import timm
 
 from mm_efficient_backbones import backbones  # registers the models
 from mm_efficient_backbones.backbones import zoo
+from mm_efficient_backbones.backbones.errors import UserError, exit_code_of
 
 MAC_COUNTER = 'torch.utils.flop_counter.FlopCounterMode'
 
@@ -90,7 +91,7 @@ def select_models(patterns: Optional[Sequence[str]]) -> List[str]:
     for pattern in patterns:
         matched = fnmatch.filter(ours, pattern) or ([pattern] if pattern in timm.list_models() else [])
         if not matched:
-            raise SystemExit(f'benchmark: error: no model matches {pattern!r}; this project has '
+            raise UserError(f'no model matches {pattern!r}; this project has '
                              f'{", ".join(ours)} (or give an exact timm model name)')
         chosen += [name for name in matched if name not in chosen]
     return chosen
@@ -602,10 +603,10 @@ def train_step_cost(config: str, args) -> List[dict]:
         import mmdet  # noqa: F401
         import mmseg  # noqa: F401
     except ImportError as err:
-        raise SystemExit(f'benchmark: error: --train-step needs mmdet and mmseg ({err}); '
+        raise UserError(f'--train-step needs mmdet and mmseg ({err}); '
                          f'install the [mm] extras (make setup)') from None
     if not osp.isfile(config):
-        raise SystemExit(f'benchmark: error: config not found: {config}')
+        raise UserError(f'config not found: {config}')
     text = open(config).read()
     scope = 'mmseg' if 'mmseg::' in text else 'mmdet'
     models = {osp.basename(config): _build_mm_model(config, scope),
@@ -684,21 +685,24 @@ def parse_args(argv=None):
         args.devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
     for device in args.devices:
         if device.startswith('cuda') and not torch.cuda.is_available():
-            parser.error(f'--devices {device}: torch sees no CUDA GPU here')
+            raise UserError(f'--devices {device}: torch sees no CUDA GPU here')
     if args.clock == 'process' and any(device.startswith('cuda') for device in args.devices):
-        parser.error("--clock process measures CPU work only; use --devices cpu, or the wall clock for CUDA")
+        raise UserError("--clock process measures CPU work only; use --devices cpu, or the wall clock for CUDA")
     if args.warmup < 0 or args.repeats < 1:
-        parser.error('--warmup must be >= 0 and --repeats >= 1')
+        raise UserError('--warmup must be >= 0 and --repeats >= 1')
     if args.precision == 'bf16':
         from mm_efficient_backbones.backbones.export import cpu_has_bf16
         if not cpu_has_bf16():
-            parser.error('--precision bf16 is unavailable here: this CPU has no bf16 units (amx_bf16 or '
+            raise UserError('--precision bf16 is unavailable here: this CPU has no bf16 units (amx_bf16 or '
                          'avx512_bf16 in /proc/cpuinfo); fp32 is timed by default')
     return args
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    return exit_code_of(lambda: run(parse_args(argv)), prog='benchmark')
+
+
+def run(args) -> None:
     names = select_models(args.models)
     sizes = [size_row(name) for name in names]
     if not args.markdown:
@@ -721,7 +725,6 @@ def main(argv=None) -> int:
         else:
             with open(args.json, 'w') as out:
                 out.write(text + '\n')
-    return 0
 
 
 if __name__ == '__main__':
