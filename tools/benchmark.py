@@ -83,13 +83,15 @@ def project_models() -> List[str]:
 
 
 def select_models(patterns: Optional[Sequence[str]]) -> List[str]:
-    """Globs match this project's models; an exact timm name (e.g. resnet50) is taken as is."""
+    """Globs match this project's models; an exact timm name (e.g. resnet50) is taken as is, and
+    so is an mm backbone ``TYPE:ARCH`` (``RecNeXt:m3``: its stage outputs, as detectors run it)."""
     ours = project_models()
     if not patterns:
         return ours
     chosen = []
     for pattern in patterns:
-        matched = fnmatch.filter(ours, pattern) or ([pattern] if pattern in timm.list_models() else [])
+        matched = fnmatch.filter(ours, pattern) or (
+            [pattern] if ':' in pattern or pattern in timm.list_models() else [])
         if not matched:
             raise UserError(f'no model matches {pattern!r}; this project has '
                              f'{", ".join(ours)} (or give an exact timm model name)')
@@ -128,11 +130,20 @@ def deploy_form(model: nn.Module) -> nn.Module:
 
 def both_forms(name: str) -> Tuple[nn.Module, nn.Module]:
     """The training form (eval mode) and the deploy form of ``name``, with the same weights."""
+    if ':' in name:
+        target = _backbone_target(name)
+        return target.training, target.deploy
     torch.manual_seed(0)
     train = timm.create_model(name).eval()
     deploy = timm.create_model(name).eval()
     deploy.load_state_dict(train.state_dict())
     return train, deploy_form(deploy)
+
+
+def _backbone_target(spec: str):
+    """An mm backbone ``TYPE:ARCH`` in both forms (backbones.export builds them)."""
+    from mm_efficient_backbones.backbones import export
+    return export.build_target(spec)
 
 
 # ---- timing ---------------------------------------------------------------------------
@@ -223,7 +234,8 @@ def runtime_runners(name: str, deploy: nn.Module, train: nn.Module, x: torch.Ten
     ONNX runtimes (fp32; plus OpenVINO bf16 with ``--precision bf16``), as timed runners.
     Each runtime's difference from the training form is printed (relative to the largest output)."""
     from mm_efficient_backbones.backbones import export
-    target = export.ExportTarget(name, train, deploy)
+    names = _backbone_target(name).output_names if ':' in name else ['logits']
+    target = export.ExportTarget(name, train, deploy, output_names=names)
     wanted = [runtime for runtime in args.runtime if runtime != 'torch']
     runners, loaded = {}, {}
     threads = torch.get_num_threads()
@@ -456,9 +468,13 @@ def compute_floor(name: str, shapes, args) -> List[dict]:
 
 # ---- size table -----------------------------------------------------------------------
 def size_row(name: str) -> dict:
-    model = timm.create_model(name).eval()
+    if ':' in name:
+        model, fused = both_forms(name)
+    else:
+        model = timm.create_model(name).eval()
+        fused = None
     train_params = count_params(model)
-    model = deploy_form(model)
+    model = fused or deploy_form(model)
     row = dict(model=name, params_m=count_params(model) / 1e6, train_params_m=train_params / 1e6,
                macs_g=count_macs(model, 224) / 1e9, mac_counter=MAC_COUNTER)
     published = PUBLISHED.get(name, {})
