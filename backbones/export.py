@@ -100,8 +100,8 @@ def _deploy_form(model: nn.Module) -> nn.Module:
 
 def _load_classifier(model: nn.Module, path: str, name: str):
     """Load a classifier checkpoint into ``model`` only if it fits: every key, every shape."""
-    from .checkpoint import describe_shape_mismatch, load_checkpoint_file, shape_mismatches, unwrap_state_dict
-    from .multiscale import guess_family
+    from .checkpoint import guess_family, load_checkpoint_file, unwrap_state_dict
+    from .weights import describe_shape_mismatch
     state_dict, _ = unwrap_state_dict(load_checkpoint_file(
         path, trust_hint='convert it once with convert_to_backbone_weights --trust-checkpoint'))
     model_state = model.state_dict()
@@ -109,7 +109,8 @@ def _load_classifier(model: nn.Module, path: str, name: str):
         family = guess_family(state_dict)
         looks = f' (it looks like a {family} checkpoint)' if family else ''
         raise ExportError(f'{path}: no keys match {name}{looks}; pass a checkpoint of {name}')
-    mismatches = shape_mismatches(state_dict, model_state)
+    mismatches = [(key, tuple(value.shape), tuple(model_state[key].shape)) for key, value in state_dict.items()
+                  if key in model_state and value.shape != model_state[key].shape]
     if mismatches:
         raise ExportError(describe_shape_mismatch(mismatches, path, hint=f'is it a checkpoint of another arch than {name}?'))
     missing = [key for key in model_state if key not in state_dict and not key.endswith('num_batches_tracked')]
