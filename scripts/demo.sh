@@ -58,17 +58,18 @@ echo
 echo "==> the same checkpoints evaluated in the deploy form (model.backbone.deploy=True: BN folded, fused)"
 # The deploy form must score as the training form does; a layout or fusion bug shows here at once.
 deploy_job() {
-  local name=$1 config=$2 metrics=$3
+  local name=$1 config=$2 metrics=$3 count=$4
   local checkpoint
   checkpoint=$(checkpoint_of "$name")
   run_step "$WORK/deploy_$name.out" "evaluating the $name demo in its deploy form" \
     $PY tools/test.py "$config" "$checkpoint" --work-dir "$WORK/deploy_$name" \
     --cfg-options model.backbone.deploy=True
-  echo "$name, training form: $(grep -oE "$metrics" "$WORK/$name.out" | tail -n 2 | tr '\n' ' ')"
+  # The training log's last evaluation: its last COUNT metric values.
+  echo "$name, training form: $(grep -oE "$metrics" "$WORK/$name.out" | tail -n "$count" | tr '\n' ' ')"
   echo "$name, deploy form:   $(tail -n 1 "$WORK/deploy_$name.out" | grep -oE "$metrics" | tr '\n' ' ')"
 }
-deploy_job coco configs/demo/recnext_m0_demo_coco.py '(coco/)?(bbox|segm)_mAP[:=] ?[0-9.]+'
-deploy_job ade configs/demo/recnext_m0_demo_ade.py 'mIoU[:=] ?[0-9.]+'
+deploy_job coco configs/demo/recnext_m0_demo_coco.py '(coco/)?(bbox|segm)_mAP[:=] ?[0-9.]+' 2
+deploy_job ade configs/demo/recnext_m0_demo_ade.py 'mIoU[:=] ?[0-9.]+' 1
 
 echo
 echo "==> predictions drawn on two demo val images (tools/infer.py)"
