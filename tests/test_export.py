@@ -164,8 +164,8 @@ def test_every_model_and_backbone_is_exportable():
     models = export.project_models()
     # Every classifier the project registers has a backbone twin, and no timm model is taken in.
     assert set(models) == set(MODEL_TO_BACKBONE) and 'resnet50' not in models
-    assert len(models) == 40 and {'recnext_m3', 'repnext_m5', 'rexnet_lite_100', 'rexnetr_300',
-                                  'convnext_base_2dpp'} <= set(models)
+    assert len(models) == 42 and {'recnext_m3', 'repnext_m5', 'rexnet_lite_100', 'rexnetr_300', 'rexnet_090',
+                                  'rexnet_220', 'convnext_base_2dpp'} <= set(models)
     specs = export.mm_backbone_specs()
     assert {'RecNeXt:m3', 'RepNeXt:m0', 'ReXNet:1.0', 'ConvNeXt1D:tiny:1d'} <= set(specs)
 
