@@ -12,7 +12,6 @@ Each is timed as the median of ``--repeats`` runs, interleaved so that load from
 processes hits all three alike. Targets: oriented <= 3x conv1xK and >= 5x faster than dense.
 """
 import argparse
-import os.path as osp
 import statistics
 import sys
 import time

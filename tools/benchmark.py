@@ -38,15 +38,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, register_flop_formula
 
 import timm
 
 from mm_efficient_backbones import backbones  # registers the models
 from mm_efficient_backbones.backbones import zoo
+from mm_efficient_backbones.backbones.counting import MAC_COUNTER, count_macs, count_params
 from mm_efficient_backbones.backbones.errors import UserError, exit_code_of
 
-MAC_COUNTER = 'torch.utils.flop_counter.FlopCounterMode'
 
 # ---- published numbers ----------------------------------------------------------------
 # One table (backbones/zoo.py) holds them, with what each paper counts (zoo.size_note).
@@ -97,27 +96,6 @@ def select_models(patterns: Optional[Sequence[str]]) -> List[str]:
                              f'{", ".join(ours)} (or give an exact timm model name)')
         chosen += [name for name in matched if name not in chosen]
     return chosen
-
-
-# ---- counting -------------------------------------------------------------------------
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-# The deploy forms run oneDNN's fused conv kernels on CPU; count them as the convs they are.
-@register_flop_formula(torch.ops.mkldnn._convolution_pointwise)
-def _fused_conv_flop(x_shape, *args, out_shape=None, **kwargs) -> int:
-    # (X, W, B, ...) for conv + activation; (X, other, W, B, ...) for conv + binary op.
-    binary = args[1] is not None and len(args[1]) == 4
-    return conv_flop_count(x_shape, args[1] if binary else args[0], out_shape)
-
-
-def count_macs(model: nn.Module, size: int = 224, height: Optional[int] = None) -> int:
-    """Multiply-accumulates of one image through ``model`` (FLOPs / 2)."""
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        model(torch.randn(1, 3, height or size, size))
-    return counter.get_total_flops() // 2
 
 
 def deploy_form(model: nn.Module) -> nn.Module:

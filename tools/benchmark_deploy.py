@@ -7,12 +7,11 @@ Each form (``train``: multi-branch, BN live; ``deploy``: level 1; ``single``: le
 one 11x11 conv per ChunkConv) is timed on the same input in interleaved rounds, so
 that load from other processes hits every form alike; the median per form is
 reported, with its speed-up over the training form. Params and MACs (224x224, as in
-the papers) are counted with tools/benchmark.py's counters.
+the papers) are counted by backbones/counting.py, as the benchmark counts them.
 """
 import argparse
 import copy
 import inspect
-import os.path as osp
 import statistics
 import sys
 import time
@@ -21,9 +20,9 @@ import torch
 
 import timm
 
-from mm_efficient_backbones import backbones  # noqa: E402,F401  (registers the models)
+from mm_efficient_backbones import backbones  # noqa: F401  (registers the models)
 from mm_efficient_backbones.backbones.errors import UserError, exit_code_of
-from mm_efficient_backbones.tools.benchmark import count_macs, count_params
+from mm_efficient_backbones.backbones.counting import count_macs, count_params
 
 FORMS = {
     'train': lambda model: model,
