@@ -4,7 +4,9 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-.venv/bin/python -m pytest -ra "$@"
+# One worker per core (PYTEST_WORKERS to change it); each test file stays on one worker, so
+# its module-scoped fixtures (trained demo models) are built once.
+.venv/bin/python -m pytest -ra -n "${PYTEST_WORKERS:-$(nproc)}" --dist loadfile "$@"
 status=$?
 if [[ $status -eq 5 ]]; then
   echo "error: pytest collected no tests (exit code 5); is tests/ missing?" >&2

@@ -53,7 +53,7 @@ pin_of() { sed -n "s/^$1==\(.*\)$/\1/p" "$PINS"; }
 
 step "installing torch, mmengine, timm and the build tools (pinned in requirements/stack.txt)"
 pip_install -q torch torchvision setuptools ninja wheel mmengine timm pycocotools \
-  ftfy regex matplotlib pytest
+  ftfy regex matplotlib pytest pytest-xdist
 
 # ---- mmcv: cached wheel, or a one-time build from source ----
 mmcv_version=$(pin_of mmcv)

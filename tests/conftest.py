@@ -7,8 +7,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / 'shared'
 REFERENCE_KEYS = SHARED / 'data' / 'reference_keys'
-# Keep each test process to the machine's cores without oversubscription.
-os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
+# Keep each test process to its share of the machine's cores (pytest-xdist runs one worker per
+# core), without oversubscription.
+_WORKERS = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+os.environ.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 
 def reference_shapes(name: str) -> dict:
