@@ -14,9 +14,14 @@ and applied only where it is needed (tests/test_mm_deploy.py tests every one):
   Its backend manager gets a wrapper on ``openvino.Core`` with the fp32 precision hint
   (OpenVINO runs bf16 by default on CPUs with AMX), and the IR is converted from the ONNX
   file with ``openvino.convert_model``.
-
-Not exported: heads with pyramid pooling (UPerNet, PSPNet) and Cascade R-CNN with
-class-specific box regression, see :func:`check_exportable`.
+* :func:`use_exact_adaptive_pooling` (once): mmdeploy replaces ``adaptive_avg_pool2d``
+  (UPerNet's and PSPNet's pyramid pooling) by an ``avg_pool2d`` whose kernel is fixed by the
+  export image's size, so a dynamic-shape graph computes another function at any other
+  size. Our rewriter exports the exact adaptive pooling for every size instead.
+* :func:`use_class_specific_cascade` (once): mmdeploy's Cascade R-CNN rewriter asserts
+  class-agnostic box regression, but mmdet's ConvNeXt cascade configs (and ours) regress per
+  class. Around mmdeploy's own rewriter, each refining stage regresses only its top class's
+  box, which is what mmdet's ``regress_by_class`` does at test time.
 
 The entry point is :func:`export_mm_model`: deploy form (fused backbone), one ONNX graph
 traced with mmdeploy's standard-op rewriters, run in ONNX Runtime or converted to
@@ -118,6 +123,95 @@ def use_openvino_core_api() -> None:
     OpenVINOManager._core_api = True
 
 
+def adaptive_pooling_matrix(length, size: int, dtype: torch.dtype) -> torch.Tensor:
+    """The ``size x length`` matrix of adaptive average pooling along one axis: row ``i``
+    averages ``[floor(i * length / size), ceil((i + 1) * length / size))``, as torch does.
+    ``length`` may be a traced size: the graph then holds the arithmetic, not its value
+    (all of it on non-negative integers, where ONNX's truncating Div is a floor)."""
+    index = torch.arange(size)
+    start = index * length // size
+    end = ((index + 1) * length + size - 1) // size
+    position = torch.arange(length)
+    inside = (position[None, :] >= start[:, None]) & (position[None, :] < end[:, None])
+    return inside.to(dtype) / (end - start)[:, None].to(dtype)
+
+
+def exact_adaptive_avg_pool2d(x: torch.Tensor, output_size) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d`` as two matrix products, exact for every input size (and one
+    that any exporter writes with standard ops: Range, comparisons, MatMul)."""
+    from torch.nn.modules.utils import _pair
+    out_h, out_w = (x.shape[-2 + axis] if size is None else size for axis, size in enumerate(_pair(output_size)))
+    rows = adaptive_pooling_matrix(x.shape[-2], out_h, x.dtype)
+    columns = adaptive_pooling_matrix(x.shape[-1], out_w, x.dtype)
+    return torch.matmul(torch.matmul(rows, x), columns.transpose(0, 1))
+
+
+def use_exact_adaptive_pooling() -> None:
+    """Register :func:`exact_adaptive_avg_pool2d` as mmdeploy's rewriter of
+    ``F.adaptive_avg_pool2d`` for ONNX Runtime and OpenVINO (a backend's rewriter takes
+    precedence over mmdeploy's default one). Global pooling stays the one ONNX op it is."""
+    from mmdeploy.core import FUNCTION_REWRITER
+    from mmdeploy.utils import Backend
+    if getattr(use_exact_adaptive_pooling, 'done', False):
+        return
+
+    def adaptive_avg_pool2d__exact(input, output_size):
+        from torch.nn.modules.utils import _pair
+        if tuple(_pair(output_size)) == (1, 1):
+            return FUNCTION_REWRITER.get_context().origin_func(input, output_size)
+        return exact_adaptive_avg_pool2d(input, output_size)
+    for backend in (Backend.ONNXRUNTIME, Backend.OPENVINO):
+        FUNCTION_REWRITER.register_rewriter(func_name='torch.nn.functional.adaptive_avg_pool2d',
+                                            backend=backend.value)(adaptive_avg_pool2d__exact)
+    use_exact_adaptive_pooling.done = True
+
+
+def _top_class_box_forward(head, x):
+    """A class-specific box head's forward that returns only the box of each RoI's top
+    class (background excluded), as mmdet's ``CascadeRoIHead._refine_roi`` chooses it."""
+    cls_score, bbox_pred = type(head).forward(head, x)
+    scores = head.loss_cls.get_activation(cls_score) if head.custom_activation else cls_score
+    label = scores[:, :-1].argmax(dim=1)
+    size = head.bbox_coder.encode_size
+    boxes = bbox_pred.reshape(bbox_pred.shape[0], -1, size)
+    return cls_score, boxes.gather(1, label.view(-1, 1, 1).expand(-1, 1, size)).squeeze(1)
+
+
+@contextlib.contextmanager
+def top_class_regression(roi_head):
+    """Within the block, the refining (non-final) stages of a class-specific Cascade R-CNN
+    return one box per RoI and say they are class-agnostic; the final stage is unchanged."""
+    changed = [head for head in roi_head.bbox_head[:-1] if not head.reg_class_agnostic]
+    for head in changed:
+        head.reg_class_agnostic = True
+        head.forward = functools.partial(_top_class_box_forward, head)
+    try:
+        yield
+    finally:
+        for head in changed:
+            head.reg_class_agnostic = False
+            del head.forward
+
+
+def use_class_specific_cascade() -> None:
+    """Register a rewriter of ``CascadeRoIHead.predict_bbox`` for ONNX Runtime and OpenVINO
+    that runs mmdeploy's own one inside :func:`top_class_regression`."""
+    from mmdeploy.codebase.mmdet.models.roi_heads import cascade_roi_head as mmdeploy_cascade
+    from mmdeploy.core import FUNCTION_REWRITER
+    from mmdeploy.utils import Backend
+    if getattr(use_class_specific_cascade, 'done', False):
+        return
+
+    def cascade_roi_head__predict_bbox__any_regression(self, *args, **kwargs):
+        with top_class_regression(self):
+            return mmdeploy_cascade.cascade_roi_head__predict_bbox(self, *args, **kwargs)
+    for backend in (Backend.ONNXRUNTIME, Backend.OPENVINO):
+        FUNCTION_REWRITER.register_rewriter(
+            'mmdet.models.roi_heads.cascade_roi_head.CascadeRoIHead.predict_bbox',
+            backend=backend.value)(cascade_roi_head__predict_bbox__any_regression)
+    use_class_specific_cascade.done = True
+
+
 def install_mmdeploy_fixes() -> None:
     """Import mmdeploy and apply the permanent fixes (idempotent)."""
     try:
@@ -127,6 +221,8 @@ def install_mmdeploy_fixes() -> None:
                         '(scripts/setup_env.sh installs it)') from None
     add_cast_long_symbolic()
     use_openvino_core_api()
+    use_exact_adaptive_pooling()
+    use_class_specific_cascade()
 
 
 @contextlib.contextmanager
@@ -155,28 +251,6 @@ def deploy_task(cfg) -> str:
         return 'segmentation'
     roi_head = cfg.model.get('roi_head') or {}
     return 'instance-seg' if roi_head.get('mask_head') else 'detection'
-
-
-def check_exportable(cfg) -> None:
-    """Refuse what mmdeploy 1.3.1 cannot export, or would export wrong. Cascade R-CNN: only
-    with class-agnostic box regression. Pyramid pooling: mmdeploy replaces the adaptive average
-    pooling of a pyramid pooling module (UPerNet's and PSPNet's ``pool_scales``) by an
-    avg_pool whose kernel is fixed by the export image's size, so a dynamic-shape graph
-    computes another function at every other size (and a feature map smaller than the
-    largest scale does not export at all)."""
-    roi_head = cfg.model.get('roi_head') or {}
-    if roi_head.get('type') == 'CascadeRoIHead' and not all(
-            head.get('reg_class_agnostic', False) for head in roi_head.get('bbox_head', [])):
-        # mmdeploy's CascadeRoIHead rewriter asserts class-agnostic box regression.
-        raise UserError('Cascade R-CNN with class-specific box regression (reg_class_agnostic=False, as '
-                        "mmdet's ConvNeXt cascade configs have it) cannot be exported through mmdeploy 1.3.1: "
-                        'its CascadeRoIHead rewriter supports class-agnostic regression only')
-    heads = [cfg.model.get('decode_head') or {}, cfg.model.get('auxiliary_head') or {}]
-    for head in heads:
-        if isinstance(head, dict) and head.get('pool_scales'):
-            raise UserError(f'{head["type"]} (pyramid pooling, pool_scales={tuple(head["pool_scales"])}) '
-                            'cannot be exported with dynamic shapes through mmdeploy 1.3.1: its adaptive '
-                            'pooling becomes a fixed-size avg_pool; export a Semantic FPN instead')
 
 
 def deploy_config(cfg, backend: str):
@@ -280,49 +354,69 @@ def build_backend_model(cfg, backend: str, files: Sequence[str]):
     return task.build_backend_model(list(files))
 
 
-def export_mm_model(config: str, checkpoint: str, backend: str, out_dir: str,
-                    check: bool = True, indices: Optional[int] = None) -> dict:
-    """Export a detector or segmentor in its deploy form through mmdeploy, and write it to
-    ``out_dir`` only if its metrics on the config's val set agree with PyTorch's.
+def export_mm_model(config: str, checkpoint: str, backends: Sequence[str], out_dir: str,
+                    check: bool = True, indices: Optional[int] = None) -> Dict[str, dict]:
+    """Export a detector or segmentor in its deploy form through mmdeploy to each of
+    ``backends``, and write each to ``out_dir/<backend>/`` only if its metrics on the
+    config's val set agree with PyTorch's.
 
-    ``backend``: 'onnxruntime' (``end2end.onnx``) or 'openvino' (``end2end.xml`` + ``.bin``,
-    fp32). ``indices``: evaluate on the first N val images only (quick checks).
-    Returns ``dict(backend, precision, files, metrics=dict(pytorch=..., <backend>=...),
-    differences, tolerances)``. Raises :class:`ExportCheckError` (nothing written) when a
-    metric differs by more than :data:`TOLERANCES`.
+    ``backends``: 'onnxruntime' (``end2end.onnx``) and/or 'openvino' (``end2end.xml`` +
+    ``.bin``, fp32). The graph is traced once and PyTorch is evaluated once, whatever the
+    number of backends. ``indices``: evaluate on the first N val images only (quick checks).
+    Returns ``{backend: dict(backend, precision, files, metrics=dict(pytorch=...,
+    <backend>=...), differences, tolerances)}``. Raises :class:`ExportCheckError` when a
+    backend's metric differs by more than :data:`TOLERANCES`: nothing is written for it
+    (the backends that agree are written, and the error names them).
     """
     cfg = load_model_config(config)
-    deploy_cfg = deploy_config(cfg, backend)
-    check_exportable(cfg)
+    backends = [backends] if isinstance(backends, str) else list(dict.fromkeys(backends))
+    if not backends:
+        raise UserError(f'no backend given: choose from {", ".join(BACKENDS)}')
+    deploy_cfg = {backend: deploy_config(cfg, backend) for backend in backends}
     install_mmdeploy_fixes()
     from mmengine.registry import init_default_scope
     init_default_scope(cfg.default_scope)
     pytorch_model = build_pytorch_model(cfg, checkpoint)  # refuses a checkpoint that does not fit
-    os.makedirs(osp.dirname(osp.abspath(out_dir)) or '.', exist_ok=True)
-    work_dir = tempfile.mkdtemp(prefix='.export-', dir=osp.dirname(osp.abspath(out_dir)))
+    parent = osp.dirname(osp.abspath(out_dir)) or '.'
+    os.makedirs(parent, exist_ok=True)
+    work_dir = tempfile.mkdtemp(prefix='.export-', dir=parent)
     try:
-        onnx_file = _export_onnx(cfg, deploy_cfg, checkpoint, work_dir)
-        files = [onnx_file] if backend == 'onnxruntime' else _convert_openvino(onnx_file)
-        result = dict(backend=backend, precision='fp32', tolerances=dict(TOLERANCES))
+        onnx_file = _export_onnx(cfg, deploy_cfg[backends[0]], checkpoint, work_dir)
+        files = {backend: [onnx_file] if backend == 'onnxruntime' else _convert_openvino(onnx_file)
+                 for backend in backends}
+        results = {backend: dict(backend=backend, precision='fp32', tolerances=dict(TOLERANCES))
+                   for backend in backends}
+        failed = {}
         if check:
             init_default_scope(cfg.default_scope)
             reference = _evaluate(pytorch_model, cfg, indices)
-            exported = _evaluate(build_backend_model(cfg, backend, files), cfg, indices)
-            differences = {key: exported[key] - reference[key] for key in reference}
-            result.update(metrics={'pytorch': reference, backend: exported}, differences=differences)
-            failed = [f'{key} {exported[key]:.4f} vs {reference[key]:.4f} (tolerance {TOLERANCES[key]})'
-                      for key, difference in differences.items() if abs(difference) > TOLERANCES[key]]
-            if failed:
-                raise ExportCheckError(f'the {backend} export of {osp.basename(config)} differs from '
-                                       f'PyTorch: {"; ".join(failed)}; nothing written')
-        os.makedirs(out_dir, exist_ok=True)
-        written = []
-        for path in files:
-            target = osp.join(out_dir, osp.basename(path))
-            os.replace(path, target)
-            written.append(target)
-        result['files'] = written
-        return result
+            for backend in backends:
+                exported = _evaluate(build_backend_model(cfg, backend, files[backend]), cfg, indices)
+                differences = {key: exported[key] - reference[key] for key in reference}
+                results[backend].update(metrics={'pytorch': reference, backend: exported},
+                                        differences=differences)
+                wrong = [f'{key} {exported[key]:.4f} vs {reference[key]:.4f} (tolerance {TOLERANCES[key]})'
+                         for key, difference in differences.items() if abs(difference) > TOLERANCES[key]]
+                if wrong:
+                    failed[backend] = '; '.join(wrong)
+        for backend in backends:
+            if backend in failed:
+                continue
+            target_dir = osp.join(out_dir, backend)
+            os.makedirs(target_dir, exist_ok=True)
+            results[backend]['files'] = []
+            for path in files[backend]:
+                target = osp.join(target_dir, osp.basename(path))
+                os.replace(path, target)  # the work dir is beside out_dir: one file system
+                results[backend]['files'].append(target)
+        if failed:
+            written = [backend for backend in backends if backend not in failed]
+            raise ExportCheckError(
+                '; '.join(f'the {backend} export of {osp.basename(config)} differs from PyTorch: {why}'
+                          for backend, why in failed.items())
+                + f'; nothing written for {", ".join(failed)}'
+                + (f' ({", ".join(written)} written to {out_dir})' if written else ''))
+        return results
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
@@ -359,7 +453,30 @@ def time_mm_forward(config: str, checkpoint: str, exported: Dict[str, Sequence[s
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-# ---- command line (tools/export.py will dispatch here) -----------------------------------
+def benchmark_test_forward(config: str, checkpoint: str, runtimes: Sequence[str], images: int = 8,
+                           rounds: int = 5) -> dict:
+    """The test-time forward of a detector / segmentor in each of ``runtimes`` ('torch',
+    'onnxruntime', 'openvino') beside eager PyTorch, on the first ``images`` val images: the
+    runtimes are exported to a temporary folder and checked on those images first (as
+    :func:`export_mm_model` checks), then timed by :func:`time_mm_forward`. Returns a row for
+    ``benchmark --json``: checks (metrics and differences), ms_per_image, speedup (against
+    eager PyTorch as configured) and the fastest fp32 form."""
+    backends = [runtime for runtime in runtimes if runtime != 'torch']
+    with tempfile.TemporaryDirectory(prefix='benchmark-mm-') as folder:
+        checks = export_mm_model(config, checkpoint, backends, folder, check=True, indices=images) \
+            if backends else {}
+        ms = time_mm_forward(config, checkpoint, {backend: result['files'] for backend, result in checks.items()},
+                             images=images, rounds=rounds)
+    speedup = {form: ms['torch'] / value for form, value in ms.items()}
+    fastest = min(ms, key=ms.get)
+    return dict(config=config, checkpoint=checkpoint, images=images, rounds=rounds,
+                threads=torch.get_num_threads(),
+                checks={backend: {key: value for key, value in result.items() if key != 'files'}
+                        for backend, result in checks.items()},
+                ms_per_image=ms, speedup=speedup, fastest_fp32=dict(form=fastest, speedup=speedup[fastest]))
+
+
+# ---- command line -----------------------------------
 def format_metrics(result: dict) -> str:
     backend = result['backend']
     if 'metrics' not in result:

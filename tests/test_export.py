@@ -146,16 +146,16 @@ def test_a_fitting_checkpoint_is_exported(tmp_path, capsys):
 def test_config_and_checkpoint_go_to_mmdeploy(tmp_path, monkeypatch, capsys):
     calls = []
     deploy = types.ModuleType('mm_efficient_backbones.mm_common.deploy')
-    deploy.export_mm_model = lambda *args, **kwargs: calls.append((args, kwargs)) or dict(
-        precision='fp32', files=[f'{args[3]}/end2end.xml'])
+    deploy.export_mm_model = lambda *args, **kwargs: calls.append((args, kwargs)) or {
+        backend: dict(precision='fp32', files=[f'{args[3]}/{backend}/end2end.xml']) for backend in args[2]}
     deploy.format_metrics = lambda result: 'coco/bbox_mAP 0.5 (PyTorch 0.5, difference +0.0000)'
     deploy.time_mm_forward = None  # not called without --time
     monkeypatch.setitem(sys.modules, 'mm_efficient_backbones.mm_common.deploy', deploy)
     code, stdout, _ = run_tool(['configs/demo/recnext_m0_demo_coco.py', 'epoch_1.pth', '--format', 'openvino',
                                 '--out', str(tmp_path)], capsys)
     assert code == 0
-    assert calls == [(('configs/demo/recnext_m0_demo_coco.py', 'epoch_1.pth', 'openvino',
-                       str(tmp_path / 'openvino')), dict(check=True, indices=None))]
+    assert calls == [(('configs/demo/recnext_m0_demo_coco.py', 'epoch_1.pth', ['openvino'],
+                       str(tmp_path)), dict(check=True, indices=None))]
     assert 'recnext_m0_demo_coco.py, openvino (fp32): coco/bbox_mAP 0.5' in stdout
 
 

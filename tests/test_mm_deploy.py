@@ -100,6 +100,130 @@ def test_openvino_manager_builds_an_fp32_core_wrapper(tmp_path):
     assert torch.allclose(ov({'input': x})['output'], expected, atol=1e-5)
 
 
+def test_exact_adaptive_pooling_is_torch_s_at_every_size_and_exports_dynamic(tmp_path):
+    """mmdeploy's default turns adaptive pooling into a fixed-kernel avg_pool; ours is exact at
+    every size, smaller than the output included, eager and in ONNX Runtime from one graph."""
+    import onnxruntime
+
+    from mm_efficient_backbones.mm_common import deploy
+    for height, width in [(13, 17), (6, 6), (3, 5), (1, 1), (32, 20)]:
+        x = torch.randn(2, 4, height, width)
+        for size in (1, 2, 3, 6, (2, 5)):
+            expected = torch.nn.functional.adaptive_avg_pool2d(x, size)
+            assert torch.allclose(deploy.exact_adaptive_avg_pool2d(x, size), expected, atol=1e-6), (height, width)
+
+    class Pyramid(torch.nn.Module):
+        def forward(self, x):
+            return torch.cat([deploy.exact_adaptive_avg_pool2d(x, size).flatten(1) for size in (2, 3, 6)], 1)
+    path = onnx_of(Pyramid(), torch.randn(1, 4, 24, 24), tmp_path / 'ppm.onnx', input_names=['x'],
+                   dynamic_axes={'x': {0: 'batch', 2: 'height', 3: 'width'}})
+    session = onnxruntime.InferenceSession(path)
+    for shape in [(1, 4, 24, 24), (2, 4, 13, 17), (1, 4, 4, 5)]:
+        x = torch.randn(shape)
+        got = session.run(None, {'x': x.numpy()})[0]
+        assert np.abs(got - Pyramid()(x).numpy()).max() < 1e-5, shape
+
+
+def _random_checkpoint(cfg, tmp_path, name):
+    """``cfg`` written as a config file, and its model's random init (seed 0) as a checkpoint."""
+    from mmengine.registry import MODELS, init_default_scope
+    cfg.model.backbone.pop('init_cfg', None)
+    config = str(tmp_path / f'{name}.py')
+    cfg.dump(config)
+    init_default_scope(cfg.default_scope)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    torch.save({'state_dict': model.eval().state_dict()}, str(tmp_path / f'{name}.pth'))
+    return config, str(tmp_path / f'{name}.pth')
+
+
+def test_upernet_exports_exactly_at_every_size(demo_data, tmp_path):
+    """UPerNet's pyramid pooling through mmdeploy: the graph traced on a 128x128 demo image
+    gives PyTorch's labels at other sizes too, including one where the last feature map is
+    smaller than the largest pool scale."""
+    from mmengine.config import Config
+
+    from mm_efficient_backbones.mm_common import deploy
+    cfg = Config.fromfile(_demo_config(demo_data, tmp_path, 'seg'))
+    cfg.model.decode_head = dict(type='UPerHead', in_channels=[40, 80, 160, 320], in_index=[0, 1, 2, 3],
+                                 pool_scales=(1, 2, 3, 6), channels=32, num_classes=4,
+                                 norm_cfg=dict(type='BN', requires_grad=True), align_corners=False)
+    cfg.model.pop('auxiliary_head', None)
+    cfg.model.pop('neck', None)  # UPerNet takes the backbone's stages
+    config, checkpoint = _random_checkpoint(cfg, tmp_path, 'upernet')
+    results = deploy.export_mm_model(config, checkpoint, ['onnxruntime', 'openvino'], str(tmp_path / 'out'),
+                                     indices=2)
+    pytorch_model = deploy.build_pytorch_model(deploy.load_model_config(config), checkpoint)
+    for backend, result in results.items():
+        wrapper = deploy.build_backend_model(cfg, backend, result['files']).wrapper
+        for height, width in [(128, 128), (96, 160), (100, 164)]:
+            x = torch.randn(1, 3, height, width)
+            meta = dict(img_shape=(height, width), pad_shape=(height, width), ori_shape=(height, width))
+            with torch.no_grad():
+                expected = pytorch_model.encode_decode(x, [meta]).argmax(1)
+            got = wrapper({'input': x})['output'].reshape(expected.shape)
+            agree = (got == expected).float().mean().item()
+            assert agree > 0.999, (backend, height, width, agree)
+
+
+def _cascade(cfg):
+    """The demo detector as Cascade Mask R-CNN with class-specific boxes (our ConvNeXt-1D
+    configs' heads, narrowed to the demo)."""
+    from mmengine.config import Config
+    cascade = Config.fromfile(str(ROOT / 'configs/convnext1d_tiny_1d_coco.py')).model.roi_head
+    channels = cfg.model.neck.out_channels
+    for stage in cascade.bbox_head:
+        assert stage.reg_class_agnostic is False
+        stage.update(type='Shared2FCBBoxHead', in_channels=channels, fc_out_channels=64, num_classes=3)
+        for key in ('conv_out_channels', 'norm_cfg', 'num_shared_convs', 'num_shared_fcs'):
+            stage.pop(key, None)
+    cascade.bbox_roi_extractor.out_channels = channels
+    cascade.mask_roi_extractor.out_channels = channels
+    cascade.mask_head.update(in_channels=channels, conv_out_channels=channels, num_convs=1, num_classes=3)
+    cfg.model.type = 'CascadeRCNN'
+    cfg.model.roi_head = cascade
+    cfg.model.train_cfg.rcnn = [cfg.model.train_cfg.rcnn] * 3
+
+
+def _faster(cfg):
+    """The demo detector without its mask head: Faster R-CNN (mmdeploy's detection task)."""
+    cfg.model.type = 'FasterRCNN'
+    for key in ('mask_roi_extractor', 'mask_head'):
+        cfg.model.roi_head.pop(key)
+    cfg.model.train_cfg.rcnn.pop('mask_size', None)
+    cfg.test_evaluator.metric = cfg.val_evaluator.metric = 'bbox'
+
+
+@pytest.mark.parametrize('make', [_cascade, _faster], ids=['cascade-class-specific', 'faster-rcnn'])
+def test_other_detectors_export_with_pytorch_s_predictions(demo_data, tmp_path, make):
+    """Cascade Mask R-CNN with class-specific boxes (each refining stage keeps its top class's
+    box) and Faster R-CNN: every runtime gives PyTorch's detections."""
+    from mmengine.config import Config
+
+    from mm_efficient_backbones.mm_common import deploy
+    cfg = Config.fromfile(_demo_config(demo_data, tmp_path, 'det'))
+    make(cfg)
+    config, checkpoint = _random_checkpoint(cfg, tmp_path, make.__name__)
+    results = deploy.export_mm_model(config, checkpoint, ['onnxruntime', 'openvino'], str(tmp_path / 'out'),
+                                     indices=2)
+    assert sorted(results) == ['onnxruntime', 'openvino']
+    cfg = deploy.load_model_config(config)
+    assert deploy.deploy_task(cfg) == ('detection' if make is _faster else 'instance-seg')
+    pytorch_model = deploy.build_pytorch_model(cfg, checkpoint)
+    for data in deploy._val_dataloader(cfg, 2):
+        with torch.no_grad():
+            expected = pytorch_model.test_step(data)[0].pred_instances
+        assert len(expected) > 0
+        for backend, result in results.items():
+            with torch.no_grad():
+                got = deploy.build_backend_model(cfg, backend, result['files']).test_step(data)[0].pred_instances
+            top = min(5, len(expected))
+            assert torch.allclose(got.scores[:top], expected.scores[:top], atol=1e-3), backend
+            assert torch.allclose(got.bboxes[:top], expected.bboxes[:top], atol=0.1), backend
+            assert torch.equal(got.labels[:top], expected.labels[:top]), backend
+
+
 # ---- detector and segmentor, end to end ------------------------------------------------------
 def _demo_cfg_options(demo_data, task):
     if task == 'det':
@@ -145,46 +269,72 @@ def trained(demo_data, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize('task,backend', [('det', 'onnxruntime'), ('seg', 'openvino')])
-def test_export_is_checked_on_demo_val_images_then_written(trained, tmp_path, task, backend):
+@pytest.mark.parametrize('task,backends', [('det', ['onnxruntime', 'openvino']), ('seg', ['openvino'])])
+def test_export_is_checked_on_demo_val_images_then_written(trained, tmp_path, task, backends):
     from mm_efficient_backbones.mm_common import deploy
     config, checkpoint = trained[task]
-    result = deploy.export_mm_model(config, checkpoint, backend, str(tmp_path / 'out'), indices=4)
+    results = deploy.export_mm_model(config, checkpoint, backends, str(tmp_path / 'out'), indices=4)
+    assert sorted(results) == sorted(backends)
     metrics = ('bbox_mAP', 'segm_mAP') if task == 'det' else ('mIoU',)
-    assert sorted(result['metrics']['pytorch']) == sorted(metrics)
-    for key in metrics:
-        assert abs(result['metrics'][backend][key] - result['metrics']['pytorch'][key]) <= deploy.TOLERANCES[key]
-    names = {'onnxruntime': ['end2end.onnx'], 'openvino': ['end2end.bin', 'end2end.xml']}[backend]
-    assert sorted(os.listdir(tmp_path / 'out')) == names
+    for backend, result in results.items():
+        assert sorted(result['metrics']['pytorch']) == sorted(metrics)
+        for key in metrics:
+            assert abs(result['metrics'][backend][key] - result['metrics']['pytorch'][key]) <= deploy.TOLERANCES[key]
+    # One PyTorch evaluation serves every backend.
+    assert len({id(result['metrics']['pytorch']) for result in results.values()}) == 1
+    names = {'onnxruntime': ['end2end.onnx'], 'openvino': ['end2end.bin', 'end2end.xml']}
+    assert sorted(os.listdir(tmp_path / 'out')) == sorted(backends)
+    for backend in backends:
+        assert sorted(os.listdir(tmp_path / 'out' / backend)) == names[backend]
     assert [f for f in os.listdir(tmp_path) if f.startswith('.export-')] == []
     if task == 'seg':
-        assert result['metrics']['pytorch']['mIoU'] > 0
+        assert results['openvino']['metrics']['pytorch']['mIoU'] > 0
     else:
         # Standard ops only: mmdeploy's RoIAlign symbolic (through mmcv's layout-safe
         # RoIAlignFunction, mm_common/layout.py) gives ONNX's RoiAlign, no custom domain.
         import onnx
-        nodes = onnx.load(result['files'][0]).graph.node
+        nodes = onnx.load(results['onnxruntime']['files'][0]).graph.node
         assert {'RoiAlign', 'NonMaxSuppression', 'Conv'} <= {node.op_type for node in nodes}
         assert {node.domain for node in nodes} <= {'', 'ai.onnx'}
-    # Beyond the metric: the runtime's predictions on one val image are PyTorch's.
+    # Beyond the metric: each runtime's predictions on one val image are PyTorch's.
     from mmengine.registry import init_default_scope
     cfg = deploy.load_model_config(config)
     init_default_scope(cfg.default_scope)
     data = next(iter(deploy._val_dataloader(cfg, 1)))
-    backend_model = deploy.build_backend_model(cfg, backend, result['files'])
     pytorch_model = deploy.build_pytorch_model(cfg, checkpoint)
     with torch.no_grad():
-        got, expected = backend_model.test_step(data)[0], pytorch_model.test_step(data)[0]
-    if task == 'seg':
-        agree = (got.pred_sem_seg.data == expected.pred_sem_seg.data).float().mean().item()
-        assert agree > 0.999, agree
-        timing = deploy.time_mm_forward(config, checkpoint, {backend: result['files']}, images=2, rounds=1)
-        assert sorted(timing) == sorted(['torch', 'torch-deploy', backend]) and min(timing.values()) > 0
-    else:
-        top = min(5, len(expected.pred_instances))
-        assert top > 0
-        assert torch.allclose(got.pred_instances.scores[:top], expected.pred_instances.scores[:top], atol=1e-3)
-        assert torch.allclose(got.pred_instances.bboxes[:top], expected.pred_instances.bboxes[:top], atol=0.1)
+        expected = pytorch_model.test_step(data)[0]
+    for backend, result in results.items():
+        with torch.no_grad():
+            got = deploy.build_backend_model(cfg, backend, result['files']).test_step(data)[0]
+        if task == 'seg':
+            agree = (got.pred_sem_seg.data == expected.pred_sem_seg.data).float().mean().item()
+            assert agree > 0.999, (backend, agree)
+        else:
+            top = min(5, len(expected.pred_instances))
+            assert top > 0
+            assert torch.allclose(got.pred_instances.scores[:top], expected.pred_instances.scores[:top], atol=1e-3)
+            assert torch.allclose(got.pred_instances.bboxes[:top], expected.pred_instances.bboxes[:top], atol=0.1)
+
+
+def test_benchmark_times_the_test_time_forward_in_each_runtime(trained, tmp_path, capsys):
+    """benchmark --test-forward: exported, checked on the timed images, then timed beside eager."""
+    import json
+
+    from mm_efficient_backbones.tools import benchmark
+    config, checkpoint = trained['seg']
+    out = tmp_path / 'forward.json'
+    assert benchmark.main(['--no-models', '--runtime', 'torch', 'onnxruntime', 'openvino', '--repeats', '1',
+                           '--test-forward', config, checkpoint, '--test-forward-images', '2',
+                           '--json', str(out)]) == 0
+    (row,) = json.loads(out.read_text())['test_forward']
+    assert sorted(row['ms_per_image']) == ['onnxruntime', 'openvino', 'torch', 'torch-deploy']
+    assert min(row['ms_per_image'].values()) > 0 and row['speedup']['torch'] == 1.0
+    for backend in ('onnxruntime', 'openvino'):
+        assert abs(row['checks'][backend]['differences']['mIoU']) <= 0.5
+    assert row['fastest_fp32']['form'] == min(row['ms_per_image'], key=row['ms_per_image'].get)
+    printed = capsys.readouterr().out
+    assert 'onnxruntime (fp32) mIoU' in printed and 'test-time forward, ms/image: torch ' in printed
 
 
 def test_an_export_that_differs_is_refused_and_writes_nothing(trained, tmp_path, monkeypatch):
@@ -192,15 +342,20 @@ def test_an_export_that_differs_is_refused_and_writes_nothing(trained, tmp_path,
     config, checkpoint = trained['seg']
     real_build = deploy.build_backend_model
 
-    def off_by_one_class(cfg, backend, files):
+    def off_by_one_class_in_openvino(cfg, backend, files):
         model = real_build(cfg, backend, files)
-        forward = model.wrapper.forward
-        model.wrapper.forward = lambda inputs: {k: (v + 1) % 4 for k, v in forward(inputs).items()}
+        if backend == 'openvino':
+            forward = model.wrapper.forward
+            model.wrapper.forward = lambda inputs: {k: (v + 1) % 4 for k, v in forward(inputs).items()}
         return model
-    monkeypatch.setattr(deploy, 'build_backend_model', off_by_one_class)
-    with pytest.raises(deploy.ExportCheckError, match=r'differs from PyTorch: mIoU .*nothing written'):
-        deploy.export_mm_model(config, checkpoint, 'onnxruntime', str(tmp_path / 'out'), indices=2)
-    assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(deploy, 'build_backend_model', off_by_one_class_in_openvino)
+    out = tmp_path / 'out'
+    with pytest.raises(deploy.ExportCheckError, match=r'openvino export .* differs from PyTorch: mIoU .*'
+                       r'nothing written for openvino \(onnxruntime written to '):
+        deploy.export_mm_model(config, checkpoint, ['onnxruntime', 'openvino'], str(out), indices=2)
+    # The backend that agrees is written; the one that differs leaves nothing, nor does the work dir.
+    assert os.listdir(tmp_path) == ['out'] and os.listdir(out) == ['onnxruntime']
+    assert os.listdir(out / 'onnxruntime') == ['end2end.onnx']
 
 
 def test_bad_input_is_one_line(trained, tmp_path, capsys):
@@ -216,16 +371,6 @@ def test_bad_input_is_one_line(trained, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith('export: error: ') and message in err[0], err
         assert not (tmp_path / 'out').exists()
-    from mmengine.config import Config
-    upernet = Config.fromfile(seg_config)
-    upernet.model.decode_head = dict(type='UPerHead', in_channels=[40, 80, 160, 320], in_index=[0, 1, 2, 3],
-                                     pool_scales=(1, 2, 3, 6), channels=64, num_classes=4)
-    upernet.dump(str(tmp_path / 'upernet.py'))
-    with pytest.raises(deploy.UserError, match=r'UPerHead \(pyramid pooling.*cannot be exported'):
-        deploy.export_mm_model(str(tmp_path / 'upernet.py'), seg_checkpoint, 'onnxruntime', str(tmp_path / 'out'))
-    with pytest.raises(deploy.UserError, match=r'Cascade R-CNN with class-specific box regression'):
-        deploy.export_mm_model(str(ROOT / 'configs/convnext1d_tiny_1d_coco.py'), det_checkpoint, 'openvino',
-                               str(tmp_path / 'out'))
     with pytest.raises(deploy.UserError, match='unsupported backend .tensorrt.'):
         deploy.export_mm_model(det_config, det_checkpoint, 'tensorrt', str(tmp_path / 'out'))
     assert not (tmp_path / 'out').exists()

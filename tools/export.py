@@ -72,14 +72,12 @@ def export_all(args) -> int:
 def export_detector_or_segmentor(args) -> None:
     from mm_efficient_backbones.mm_common.deploy import export_mm_model, format_metrics, time_mm_forward
     name = osp.basename(args.model)
-    exported = {}
-    for fmt in args.format:
-        backend = FORMATS[fmt]
-        result = export_mm_model(args.model, args.mm_checkpoint, backend, osp.join(args.out, backend),
-                                 check=True, indices=args.indices)
+    results = export_mm_model(args.model, args.mm_checkpoint, [FORMATS[fmt] for fmt in args.format], args.out,
+                              check=True, indices=args.indices)
+    for backend, result in results.items():
         print(f'{name}, {backend} ({result["precision"]}): {format_metrics(result)}')
         print(f'    written: {" ".join(result["files"])}')
-        exported[backend] = result['files']
+    exported = {backend: result['files'] for backend, result in results.items()}
     if args.time:
         timing = time_mm_forward(args.model, args.mm_checkpoint, exported, images=args.time)
         eager = timing['torch']
