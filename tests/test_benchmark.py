@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mm_efficient_backbones.backbones.errors import UserError
+from mm_efficient_backbones.backbones import benchmarking, counting
+from mm_efficient_backbones.backbones.benchmarking import SpeedOptions
 from mm_efficient_backbones.tools import benchmark
 
 
@@ -24,61 +26,61 @@ def plain_conv_net() -> nn.Module:
 
 def test_macs_of_a_plain_conv_net_equal_the_hand_count():
     hand = 8 * 16 * 16 * 27 + 8 * 16 * 16 * 9 + 16 * 16 * 16 * 8 + 10 * 16
-    assert benchmark.count_macs(plain_conv_net().eval(), 32) == hand
-    assert benchmark.count_params(plain_conv_net()) == (8 * 27 + 8) + 16 + (8 * 9 + 8) + (16 * 8 + 16) + (10 * 16 + 10)
+    assert counting.count_macs(plain_conv_net().eval(), 32) == hand
+    assert counting.count_params(plain_conv_net()) == (8 * 27 + 8) + 16 + (8 * 9 + 8) + (16 * 8 + 16) + (10 * 16 + 10)
 
 
 def test_fused_conv_kernels_are_counted_as_the_convs_they_replace():
     model = timm.create_model('recnext_m0').eval()
-    unfused = benchmark.count_macs(model, 64)
+    unfused = counting.count_macs(model, 64)
     # Only the second (distillation) head goes: merged into the first, 320 x 1000 MACs.
-    assert benchmark.count_macs(model.fuse(), 64) == unfused - 320 * 1000
+    assert counting.count_macs(model.fuse(), 64) == unfused - 320 * 1000
 
 
 def test_model_selection_globs_project_models_and_takes_exact_timm_names():
-    ours = benchmark.project_models()
+    ours = benchmarking.project_models()
     assert 'recnext_m3' in ours and 'resnet50' not in ours
-    assert benchmark.select_models(['recnext_m[01]', 'resnet18']) == ['recnext_m0', 'recnext_m1', 'resnet18']
-    assert benchmark.select_models(None) == ours
+    assert benchmarking.select_models(['recnext_m[01]', 'resnet18']) == ['recnext_m0', 'recnext_m1', 'resnet18']
+    assert benchmarking.select_models(None) == ours
     with pytest.raises(UserError, match="no model matches 'nosuch_\\*'"):
-        benchmark.select_models(['nosuch_*'])
+        benchmarking.select_models(['nosuch_*'])
 
 
 def test_differences_are_explained_by_the_papers_precision():
-    assert benchmark.difference(8.21, '8.2') == (pytest.approx(0.01), 'paper rounding')
-    assert benchmark.difference(15.6, '16') == (pytest.approx(-0.4), 'paper rounding')
-    assert benchmark.difference(6.853, '6.8') == (pytest.approx(0.053), 'paper truncates')
-    assert benchmark.difference(1.147, '1.2') == (pytest.approx(-0.053), '')
-    assert benchmark.difference(1.0, None) == (None, '')
+    assert benchmarking.difference(8.21, '8.2') == (pytest.approx(0.01), 'paper rounding')
+    assert benchmarking.difference(15.6, '16') == (pytest.approx(-0.4), 'paper rounding')
+    assert benchmarking.difference(6.853, '6.8') == (pytest.approx(0.053), 'paper truncates')
+    assert benchmarking.difference(1.147, '1.2') == (pytest.approx(-0.053), '')
+    assert benchmarking.difference(1.0, None) == (None, '')
     # Every family of the issue is in the one table, with its precision kept.
-    assert {benchmark.family_of(name) for name in benchmark.PUBLISHED} == {'recnext', 'repnext', 'rexnet', 'convnext'}
-    assert benchmark.PUBLISHED['rexnet_200']['params'] == '16'
+    assert {benchmarking.family_of(name) for name in benchmarking.PUBLISHED} == {'recnext', 'repnext', 'rexnet', 'convnext'}
+    assert benchmarking.PUBLISHED['rexnet_200']['params'] == '16'
 
 
 def test_published_numbers_come_from_the_zoo_table():
     from mm_efficient_backbones.backbones import zoo
-    for name, paper in benchmark.PUBLISHED.items():
+    for name, paper in benchmarking.PUBLISHED.items():
         assert (paper['params'], paper['macs']) == (zoo.model(name).params, zoo.model(name).macs)
 
 
 def test_markdown_rows_list_every_config_with_its_published_result():
     """The cells that were '-' for configs that exist (ReXNet, ConvNeXt-B, ConvNeXt-T-2D)."""
-    assert benchmark.configs_cell('recnext_m3').split('<br>') == [
+    assert benchmarking.configs_cell('recnext_m3').split('<br>') == [
         '`recnext_m3_coco.py` (Mask R-CNN 1x): 41.7 box AP / 38.6 mask AP',
         '`recnext_m3_ade20k.py` (Semantic FPN 80k): 41.0 mIoU',
         '`recnext_m3_ade20k_upernet.py` (UPerNet 160k): -']
-    assert benchmark.configs_cell('rexnet_100').split('<br>') == [
+    assert benchmarking.configs_cell('rexnet_100').split('<br>') == [
         '`rexnet_100_coco_faster_rcnn.py` (Faster R-CNN 1x): 38.5 box AP',
         '`rexnet_100_coco.py` (Mask R-CNN 1x): 38.9 box AP / 35.4 mask AP',
         '`rexnet_100_ade20k.py` (Semantic FPN 80k): -']
-    assert benchmark.configs_cell('convnext_base_2d').split('<br>') == [
+    assert benchmarking.configs_cell('convnext_base_2d').split('<br>') == [
         '`convnext1d_base_2d_coco.py` (Cascade Mask R-CNN 3x): 52.4 box AP / 45.2 mask AP',
         '`convnext1d_base_2d_ade20k.py` (UPerNet 160k): 49.4 mIoU (multi-scale)']
-    assert benchmark.configs_cell('recnext_m0') == benchmark.configs_cell('resnet18') == '-'
-    assert benchmark.imagenet_weights('recnext_m3') == 'release: `recnext_m3.dist_in1k`, `recnext_m3.in1k`'
-    assert benchmark.imagenet_weights('convnext_tiny_1d') == 'Google Drive, convert'
-    assert benchmark.imagenet_weights('resnet18') == '-'
-    table = benchmark.markdown_table([benchmark.size_row('recnext_m0')], [])
+    assert benchmarking.configs_cell('recnext_m0') == benchmarking.configs_cell('resnet18') == '-'
+    assert benchmarking.imagenet_weights('recnext_m3') == 'release: `recnext_m3.dist_in1k`, `recnext_m3.in1k`'
+    assert benchmarking.imagenet_weights('convnext_tiny_1d') == 'Google Drive, convert'
+    assert benchmarking.imagenet_weights('resnet18') == '-'
+    table = benchmarking.markdown_table([benchmarking.size_row('recnext_m0')], [])
     (row,) = [line for line in table.splitlines() if line.startswith('| recnext_m0 |')]
     assert row.endswith('| release: `recnext_m0.dist_in1k`, `recnext_m0.in1k` | - |')
 
@@ -138,12 +140,12 @@ def test_deploy_form_traces_as_one_graph_for_torch_compile():
 def test_compile_deploy_times_the_compiled_deploy_form_beside_the_eager_training_form(monkeypatch):
     compiled = []
     monkeypatch.setattr(torch, 'compile', lambda model, **options: compiled.append(model) or model)
-    args = benchmark.parse_args(['--compile', 'deploy', '--devices', 'cpu', '--warmup', '0', '--repeats', '1'])
-    (row,) = benchmark.benchmark_speed('recnext_m0', torch.device('cpu'), [(1, 32, 32)], args)
+    options = SpeedOptions(compile='deploy', warmup=0, repeats=1)
+    (row,) = benchmarking.benchmark_speed('recnext_m0', torch.device('cpu'), [(1, 32, 32)], options)
     assert row['compiled'] == 'deploy' and len(compiled) == 1
     assert not any(isinstance(m, nn.BatchNorm2d) for m in compiled[0].modules())  # the fused form
     assert benchmark.parse_args(['--compile']).compile == 'both'
-    assert 'deploy-compiled' in benchmark.format_speed_row(row)
+    assert 'deploy-compiled' in benchmarking.format_speed_row(row)
 
 
 @pytest.mark.parametrize('conv', [
@@ -156,19 +158,18 @@ def test_floor_kernels_compute_the_op_they_stand_for(conv):
     with torch.inference_mode():
         want = F.gelu(x) if isinstance(conv, nn.GELU) else F.conv2d(
             x, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
-        for name, kernel in benchmark.bare_kernels(conv, x).items():
+        for name, kernel in benchmarking.bare_kernels(conv, x).items():
             got = kernel()
             got = got.to_dense() if got.is_mkldnn else got
             if name == 'GEMM':
                 got = got.reshape(2, 9, 11, -1).permute(0, 3, 1, 2)
             assert torch.allclose(got, want, atol=1e-5), name
     if isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1):
-        assert 'GEMM' in benchmark.bare_kernels(conv, x)
+        assert 'GEMM' in benchmarking.bare_kernels(conv, x)
 
 
 def test_floor_bounds_the_deploy_speedup_from_the_same_rounds(capsys):
-    args = benchmark.parse_args(['--devices', 'cpu', '--warmup', '0', '--repeats', '2', '--floor'])
-    (row,) = benchmark.compute_floor('recnext_m0', [(1, 32, 32)], args)
+    (row,) = benchmarking.compute_floor('recnext_m0', [(1, 32, 32)], SpeedOptions(warmup=0, repeats=2))
     assert set(row['floor_parts_ms']) == {'1x1 convs', 'other convs', 'GELU'}
     assert row['floor_ms'] == pytest.approx(sum(row['floor_parts_ms'].values()), rel=0.5)
     # 2 stem convs, and per block and downsample: depthwise convs and two 1x1 convs and a GELU.
@@ -179,8 +180,8 @@ def test_floor_bounds_the_deploy_speedup_from_the_same_rounds(capsys):
 def test_detector_training_step_beside_resnet50(capsys):
     pytest.importorskip('mmdet')
     pytest.importorskip('mmseg')
-    args = benchmark.parse_args(['--devices', 'cpu', '--train-step-size', '64', '--train-step-repeats', '1'])
-    rows = benchmark.train_step_cost('configs/demo/recnext_m0_demo_coco.py', args)
+    from mm_efficient_backbones.mm_common.train_step import train_step_cost
+    rows = train_step_cost('configs/demo/recnext_m0_demo_coco.py', 'cpu', size=64, repeats=1)
     assert [row['backbone'] for row in rows] == ['recnext_m0_demo_coco.py', 'resnet50']
     assert all(row['task'] == 'mmdet' and row['seconds_median'] > 0 for row in rows)
     assert 'train step mmdet resnet50' in capsys.readouterr().out
@@ -192,7 +193,7 @@ def test_runtimes_are_timed_in_the_same_rounds_as_the_eager_forms(capsys):
     pytest.importorskip('openvino')
     args = benchmark.parse_args(['--devices', 'cpu', '--warmup', '0', '--repeats', '2',
                                  '--runtime', 'torch', 'onnxruntime', 'openvino'])
-    (row,) = benchmark.benchmark_speed('recnext_m0', torch.device('cpu'), [(1, 32, 32)], args)
+    (row,) = benchmarking.benchmark_speed('recnext_m0', torch.device('cpu'), [(1, 32, 32)], SpeedOptions.of(args))
     assert row['runtimes'] == ['onnxruntime', 'openvino']
     for form in ('train', 'deploy', 'onnxruntime', 'openvino'):
         assert row[form]['img_per_s']['repeats'] == 2
@@ -204,7 +205,7 @@ def test_runtimes_are_timed_in_the_same_rounds_as_the_eager_forms(capsys):
     # Each runtime says its precision and how far it is from the training form.
     assert 'onnxruntime: onnxruntime' in out and 'fp32' in out and 'openvino: openvino' in out
     assert 'f32 (INFERENCE_PRECISION_HINT' in out and 'difference from the training form' in out
-    assert 'fastest fp32: ' in benchmark.format_speed_row(row)
+    assert 'fastest fp32: ' in benchmarking.format_speed_row(row)
 
 
 def test_bf16_needs_bf16_units(capsys):

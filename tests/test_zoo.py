@@ -140,9 +140,9 @@ def readme_row(name: str) -> list:
 def test_readme_model_table_shows_the_table(name):
     """The README's model table is benchmark --markdown's: every config of a model, with its result."""
     require_model(name)
-    from mm_efficient_backbones.tools import benchmark
+    from mm_efficient_backbones.backbones import benchmarking
     cells = readme_row(name)
-    assert cells[5:7] == [benchmark.imagenet_weights(name), benchmark.configs_cell(name)], \
+    assert cells[5:7] == [benchmarking.imagenet_weights(name), benchmarking.configs_cell(name)], \
         f'README row of {name} is stale: rerun `benchmark --no-speed --markdown`'
     for _, cfg in ((e, c) for e, c in zoo.configs() if e.name == name):
         assert f'`{cfg.path.split("/")[-1]}`' in cells[6]

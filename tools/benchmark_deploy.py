@@ -14,13 +14,13 @@ import copy
 import inspect
 import statistics
 import sys
-import time
 
 import torch
 
 import timm
 
 from mm_efficient_backbones import backbones  # noqa: F401  (registers the models)
+from mm_efficient_backbones.backbones.benchmarking import time_interleaved
 from mm_efficient_backbones.backbones.errors import UserError, exit_code_of
 from mm_efficient_backbones.backbones.counting import count_macs, count_params
 
@@ -31,12 +31,13 @@ FORMS = {
 }
 
 
-def seconds_per_batch(model, x: torch.Tensor, runs: int) -> float:
-    with torch.inference_mode():
-        start = time.perf_counter()
-        for _ in range(runs):
-            model(x)
-        return (time.perf_counter() - start) / runs
+def forward_runs(model, x: torch.Tensor, runs: int):
+    """A runner of ``runs`` inference forwards (timed together, as one round)."""
+    def run():
+        with torch.inference_mode():
+            for _ in range(runs):
+                model(x)
+    return run
 
 
 def main(argv=None) -> int:
@@ -65,15 +66,11 @@ def benchmark_forms(args) -> None:
         if 'single_kernel' not in inspect.signature(getattr(base, 'fuse', lambda: None)).parameters:
             raise UserError(f'{name} has no single-kernel deploy form to compare; give a RepNeXt, e.g. repnext_m3')
         models = {form: make(copy.deepcopy(base)).eval() for form, make in FORMS.items()}
-        for model in models.values():
-            seconds_per_batch(model, x, 1)  # warm-up
-        times = {form: [] for form in models}
-        for _ in range(args.rounds):
-            for form, model in models.items():
-                times[form].append(seconds_per_batch(model, x, args.runs))
-        train_ms = 1e3 * statistics.median(times['train'])
+        runners = {form: forward_runs(model, x, args.runs) for form, model in models.items()}
+        times = time_interleaved(runners, torch.device('cpu'), warmup=1, repeats=args.rounds)
+        train_ms = 1e3 * statistics.median(times['train']) / args.runs
         for form, model in models.items():
-            ms = 1e3 * statistics.median(times[form])
+            ms = 1e3 * statistics.median(times[form]) / args.runs
             print(f'{name} {form:<6}: {count_params(model) / 1e6:6.2f}M params, '
                   f'{count_macs(model, 224) / 1e9:5.2f}G MACs @224, {ms:8.1f} ms/batch '
                   f'@{args.size} bs{args.batch_size} ({args.threads} threads), '
