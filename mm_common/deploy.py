@@ -453,24 +453,42 @@ def time_mm_forward(config: str, checkpoint: str, exported: Dict[str, Sequence[s
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+EXPORTED_FILES = {'onnxruntime': ['end2end.onnx'], 'openvino': ['end2end.xml', 'end2end.bin']}
+
+
+def exported_files(out_dir: str, backend: str) -> List[str]:
+    """The files :func:`export_mm_model` wrote for ``backend`` under ``out_dir``."""
+    files = [osp.join(out_dir, backend, name) for name in EXPORTED_FILES[backend]]
+    missing = [path for path in files if not osp.isfile(path)]
+    if missing:
+        raise UserError(f'no {backend} export in {out_dir} ({missing[0]} not found): export it first with '
+                        f'tools/export.py CONFIG CHECKPOINT --format ... --out {out_dir}')
+    return files
+
+
 def benchmark_test_forward(config: str, checkpoint: str, runtimes: Sequence[str], images: int = 8,
-                           rounds: int = 5) -> dict:
+                           rounds: int = 5, exported_dir: Optional[str] = None) -> dict:
     """The test-time forward of a detector / segmentor in each of ``runtimes`` ('torch',
-    'onnxruntime', 'openvino') beside eager PyTorch, on the first ``images`` val images: the
-    runtimes are exported to a temporary folder and checked on those images first (as
-    :func:`export_mm_model` checks), then timed by :func:`time_mm_forward`. Returns a row for
-    ``benchmark --json``: checks (metrics and differences), ms_per_image, speedup (against
-    eager PyTorch as configured) and the fastest fp32 form."""
+    'onnxruntime', 'openvino') beside eager PyTorch, on the first ``images`` val images.
+    The runtimes are exported to a temporary folder and checked on those images first (as
+    :func:`export_mm_model` checks), or taken from ``exported_dir`` where
+    :func:`export_mm_model` wrote (and checked) them. Then :func:`time_mm_forward` times
+    them. Returns a row for ``benchmark --json``: checks (metrics and differences; empty
+    for an ``exported_dir``), ms_per_image, speedup (against eager PyTorch as configured)
+    and the fastest fp32 form."""
     backends = [runtime for runtime in runtimes if runtime != 'torch']
+    checks, files = {}, {}
     with tempfile.TemporaryDirectory(prefix='benchmark-mm-') as folder:
-        checks = export_mm_model(config, checkpoint, backends, folder, check=True, indices=images) \
-            if backends else {}
-        ms = time_mm_forward(config, checkpoint, {backend: result['files'] for backend, result in checks.items()},
-                             images=images, rounds=rounds)
+        if exported_dir:
+            files = {backend: exported_files(exported_dir, backend) for backend in backends}
+        elif backends:
+            checks = export_mm_model(config, checkpoint, backends, folder, check=True, indices=images)
+            files = {backend: result['files'] for backend, result in checks.items()}
+        ms = time_mm_forward(config, checkpoint, files, images=images, rounds=rounds)
     speedup = {form: ms['torch'] / value for form, value in ms.items()}
     fastest = min(ms, key=ms.get)
     return dict(config=config, checkpoint=checkpoint, images=images, rounds=rounds,
-                threads=torch.get_num_threads(),
+                threads=torch.get_num_threads(), exported_dir=exported_dir,
                 checks={backend: {key: value for key, value in result.items() if key != 'files'}
                         for backend, result in checks.items()},
                 ms_per_image=ms, speedup=speedup, fastest_fp32=dict(form=fastest, speedup=speedup[fastest]))

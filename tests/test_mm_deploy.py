@@ -315,6 +315,13 @@ def test_export_is_checked_on_demo_val_images_then_written(trained, tmp_path, ta
             assert top > 0
             assert torch.allclose(got.pred_instances.scores[:top], expected.pred_instances.scores[:top], atol=1e-3)
             assert torch.allclose(got.pred_instances.bboxes[:top], expected.pred_instances.bboxes[:top], atol=0.1)
+    if task == 'seg':  # benchmark --exported times what was written, without exporting again
+        from mm_efficient_backbones.tools import benchmark
+        row = deploy.benchmark_test_forward(config, checkpoint, ['torch', *backends], images=2, rounds=1,
+                                            exported_dir=str(tmp_path / 'out'))
+        assert sorted(row['ms_per_image']) == sorted(['torch', 'torch-deploy', *backends]) and not row['checks']
+        assert benchmark.main(['--no-models', '--runtime', 'onnxruntime', '--test-forward', config, checkpoint,
+                               '--exported', str(tmp_path / 'out')]) == 2  # only openvino was exported
 
 
 def test_benchmark_times_the_test_time_forward_in_each_runtime(trained, tmp_path, capsys):

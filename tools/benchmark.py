@@ -10,6 +10,8 @@ segmentor training step beside ResNet-50.
     benchmark --models recnext_m3 --shapes 8x224x224 1x512x512 --runtime torch onnxruntime openvino
     benchmark --no-models --runtime torch onnxruntime openvino \\
         --test-forward configs/demo/recnext_m0_demo_coco.py work_dirs/demo/coco/epoch_6.pth
+    benchmark --no-models --runtime torch onnxruntime openvino --test-forward CONFIG CHECKPOINT \\
+        --exported work_dirs/demo/export/coco     # the files tools/export.py wrote there
     benchmark --json results.json
 
 Params are counted on the deploy form (``model.fuse()`` where the model has one), the
@@ -121,6 +123,9 @@ def parse_args(argv=None):
                              'eager PyTorch (CPU; repeat the flag for more models)')
     parser.add_argument('--test-forward-images', type=int, default=8, metavar='N',
                         help='--test-forward: the first N val images (default 8)')
+    parser.add_argument('--exported', metavar='DIR',
+                        help='--test-forward: time the runtimes that tools/export.py wrote to DIR '
+                             '(checked then) instead of exporting them again')
     parser.add_argument('--json', metavar='PATH', help="write every result to PATH ('-' for stdout)")
     parser.add_argument('--markdown', action='store_true', help="print the README's model-zoo table")
     args = parser.parse_args(argv)
@@ -135,6 +140,8 @@ def parse_args(argv=None):
         raise UserError('--warmup must be >= 0 and --repeats >= 1')
     if args.test_forward_images < 1:
         raise UserError('--test-forward-images must be >= 1')
+    if args.exported and len(args.test_forward) != 1:
+        raise UserError('--exported DIR goes with one --test-forward CONFIG CHECKPOINT (the one exported to DIR)')
     if args.no_models and (args.models or args.markdown):
         raise UserError('--no-models takes no --models and no --markdown')
     if args.precision == 'bf16':
@@ -169,7 +176,7 @@ def run(args) -> None:
         from mm_efficient_backbones.mm_common.deploy import benchmark_test_forward
         for config, checkpoint in args.test_forward:
             forwards.append(benchmark_test_forward(config, checkpoint, args.runtime, args.test_forward_images,
-                                                   args.repeats))
+                                                   args.repeats, exported_dir=args.exported))
             print_test_forward(forwards[-1])
     if args.markdown:
         print(benchmarking.markdown_table(sizes, speeds))
