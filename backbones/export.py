@@ -314,8 +314,8 @@ def load_runner(path: str, runtime: str, threads: Optional[int] = None, precisio
 # ---- export ---------------------------------------------------------------------------
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic: bool = False,
                 output_names: Optional[Sequence[str]] = None) -> str:
-    """Write ``model``'s ONNX graph (dynamo exporter, opset 18) to ``path``; with
-    ``dynamic``, batch, height and width are symbolic."""
+    """Write ``model``'s ONNX graph (dynamo exporter, opset 18, constants folded) to ``path``;
+    with ``dynamic``, batch, height and width are symbolic."""
     from .oriented_conv import prepare_plans
     prepare_plans(model)  # built from theta's values now: the exporter's tensors hold none
     dims = None
@@ -327,7 +327,13 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic: boo
     with torch.no_grad():
         program = torch.onnx.export(model, (example,), dynamo=True, dynamic_shapes=dims, opset_version=ONNX_OPSET,
                                     input_names=['input'], output_names=list(output_names or []) or None,
-                                    verbose=False, optimize=True)
+                                    verbose=False, optimize=False)
+    # Constant folding only: onnxscript's full optimizer adds pattern rewrites that took 70 % of
+    # a ConvNeXt-1D export (its oriented convs are many small ops) and gained nothing in ONNX
+    # Runtime or OpenVINO, which fuse the graph themselves (docs/measurements.md).
+    import onnxscript
+    onnxscript.optimizer.fold_constants_ir(program.model)
+    onnxscript.optimizer.remove_unused_nodes(program.model)
     program.save(path)
     return path
 
