@@ -135,6 +135,12 @@ ROWS = [
         lambda i, t, d: ['--model', 'nope_m0', '--checkpoint', f'{i}/whole.pth', '--output-dir', f'{t}/out']),
     Row('benchmark unknown model', 'benchmark.py', lambda i, t, d: ['--models', 'nope_m0', '--no-speed',
                                                                     '--json', f'{t}/out']),
+    Row('benchmark --exported without --test-forward', 'benchmark.py',
+        lambda i, t, d: ['--no-models', '--exported', f'{t}/out', '--json', f'{t}/out'],
+        '--exported DIR goes with one --test-forward CONFIG CHECKPOINT'),
+    Row('benchmark --test-forward missing config', 'benchmark.py',
+        lambda i, t, d: ['--no-models', '--test-forward', 'configs/nope.py', f'{i}/text.pth', '--json', f'{t}/out'],
+        'config not found: configs/nope.py'),
     # tools/log_results.py, tools/benchmark_deploy.py, tools/make_demo_data.py
     Row('log-results missing path', 'log_results.py', lambda i, t, d: [f'{t}/none'],
         'log-results: error: no such file or directory'),
