@@ -82,3 +82,33 @@ def assert_matches_reference(model, reference: dict, tol: float = 1e-4):
             scale = expected.abs().max().item()
             error = (got - expected).abs().max().item() / scale
             assert got.shape == expected.shape and error <= tol, (tuple(x.shape), error)
+
+
+def demo_cfg_options(demo_data, task) -> dict:
+    """--cfg-options that point a demo config at the session's demo data."""
+    if task == 'det':
+        root = f'{demo_data}/coco/'
+        return {'train_dataloader.dataset.data_root': root, 'val_dataloader.dataset.data_root': root,
+                'test_dataloader.dataset.data_root': root,
+                'val_evaluator.ann_file': f'{root}annotations/instances_val2017.json',
+                'test_evaluator.ann_file': f'{root}annotations/instances_val2017.json'}
+    root = f'{demo_data}/ade'
+    return {'train_dataloader.dataset.data_root': root, 'val_dataloader.dataset.data_root': root,
+            'test_dataloader.dataset.data_root': root}
+
+
+def demo_config_file(demo_data, tmp_path, task) -> str:
+    """The demo config pointed at the session's demo data, as a config file of its own."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(ROOT / ('configs/demo/recnext_m0_demo_coco.py' if task == 'det' else 'configs/demo/recnext_m0_demo_ade.py')))
+    cfg.merge_from_dict(demo_cfg_options(demo_data, task))
+    path = tmp_path / f'{task}_demo.py'
+    cfg.dump(str(path))
+    return str(path)
+
+
+def onnx_of(module, inputs, path, **kwargs) -> str:
+    """``module`` exported by the TorchScript exporter at opset 11, as mmdeploy exports."""
+    import torch
+    torch.onnx.export(module, inputs, str(path), dynamo=False, opset_version=11, **kwargs)
+    return str(path)
