@@ -41,6 +41,7 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 import torch
+from torch.nn.modules.utils import _pair
 
 from mm_efficient_backbones.backbones.errors import UserError
 
@@ -139,7 +140,6 @@ def adaptive_pooling_matrix(length, size: int, dtype: torch.dtype) -> torch.Tens
 def exact_adaptive_avg_pool2d(x: torch.Tensor, output_size) -> torch.Tensor:
     """``F.adaptive_avg_pool2d`` as two matrix products, exact for every input size (and one
     that any exporter writes with standard ops: Range, comparisons, MatMul)."""
-    from torch.nn.modules.utils import _pair
     out_h, out_w = (x.shape[-2 + axis] if size is None else size for axis, size in enumerate(_pair(output_size)))
     rows = adaptive_pooling_matrix(x.shape[-2], out_h, x.dtype)
     columns = adaptive_pooling_matrix(x.shape[-1], out_w, x.dtype)
@@ -156,7 +156,6 @@ def use_exact_adaptive_pooling() -> None:
         return
 
     def adaptive_avg_pool2d__exact(input, output_size):
-        from torch.nn.modules.utils import _pair
         if tuple(_pair(output_size)) == (1, 1):
             return FUNCTION_REWRITER.get_context().origin_func(input, output_size)
         return exact_adaptive_avg_pool2d(input, output_size)
@@ -372,7 +371,9 @@ def export_mm_model(config: str, checkpoint: str, backends: Sequence[str], out_d
     backends = [backends] if isinstance(backends, str) else list(dict.fromkeys(backends))
     if not backends:
         raise UserError(f'no backend given: choose from {", ".join(BACKENDS)}')
-    deploy_cfg = {backend: deploy_config(cfg, backend) for backend in backends}
+    # Each backend's deploy config is read now, so that an unknown one is refused before any
+    # work; they share their ONNX part (configs/deploy/_base_onnx.py): the first one traces.
+    deploy_cfgs = [deploy_config(cfg, backend) for backend in backends]
     install_mmdeploy_fixes()
     from mmengine.registry import init_default_scope
     init_default_scope(cfg.default_scope)
@@ -381,7 +382,7 @@ def export_mm_model(config: str, checkpoint: str, backends: Sequence[str], out_d
     os.makedirs(parent, exist_ok=True)
     work_dir = tempfile.mkdtemp(prefix='.export-', dir=parent)
     try:
-        onnx_file = _export_onnx(cfg, deploy_cfg[backends[0]], checkpoint, work_dir)
+        onnx_file = _export_onnx(cfg, deploy_cfgs[0], checkpoint, work_dir)
         files = {backend: [onnx_file] if backend == 'onnxruntime' else _convert_openvino(onnx_file)
                  for backend in backends}
         results = {backend: dict(backend=backend, precision='fp32', tolerances=dict(TOLERANCES))
@@ -477,14 +478,15 @@ def benchmark_test_forward(config: str, checkpoint: str, runtimes: Sequence[str]
     for an ``exported_dir``), ms_per_image, speedup (against eager PyTorch as configured)
     and the fastest fp32 form."""
     backends = [runtime for runtime in runtimes if runtime != 'torch']
-    checks, files = {}, {}
-    with tempfile.TemporaryDirectory(prefix='benchmark-mm-') as folder:
-        if exported_dir:
-            files = {backend: exported_files(exported_dir, backend) for backend in backends}
-        elif backends:
+    checks = {}
+    if exported_dir or not backends:
+        files = {backend: exported_files(exported_dir, backend) for backend in backends}
+        ms = time_mm_forward(config, checkpoint, files, images=images, rounds=rounds)
+    else:
+        with tempfile.TemporaryDirectory(prefix='benchmark-mm-') as folder:
             checks = export_mm_model(config, checkpoint, backends, folder, check=True, indices=images)
             files = {backend: result['files'] for backend, result in checks.items()}
-        ms = time_mm_forward(config, checkpoint, files, images=images, rounds=rounds)
+            ms = time_mm_forward(config, checkpoint, files, images=images, rounds=rounds)
     speedup = {form: ms['torch'] / value for form, value in ms.items()}
     fastest = min(ms, key=ms.get)
     return dict(config=config, checkpoint=checkpoint, images=images, rounds=rounds,

@@ -64,11 +64,10 @@ def print_size_table(rows: List[dict]):
 
 
 def print_test_forward(row: dict):
+    from mm_efficient_backbones.mm_common.deploy import format_metrics
     where = f"{row['config']} ({row['images']} val images, {row['threads']} threads)"
     for runtime, check in row['checks'].items():
-        print(f'{where}: {runtime} ({check["precision"]}) ' + ', '.join(
-            f'{key} {check["metrics"][runtime][key]:.4f} (PyTorch {value:.4f}, difference '
-            f'{check["differences"][key]:+.4f})' for key, value in check['metrics']['pytorch'].items()))
+        print(f'{where}: {runtime} ({check["precision"]}) {format_metrics(check)}')
     print(f'{where}: test-time forward, ms/image: ' + ', '.join(
         f'{runtime} {ms:.1f} ({row["speedup"][runtime]:.2f}x)' for runtime, ms in row['ms_per_image'].items())
         + f" | fastest fp32: {row['fastest_fp32']['form']} {row['fastest_fp32']['speedup']:.2f}x eager",
