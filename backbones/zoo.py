@@ -61,6 +61,8 @@ class ZooConfig:
     source: str = ''                   # whose figure, and how it was measured
     checkpoint: Optional[str] = None   # URL of the authors' trained detector / segmentor
     multi_scale: bool = False          # the published mIoU is multi-scale (else single scale)
+    epoch: Optional[int] = None        # the epoch of the published figure where it is not the last one
+
 
     @property
     def task(self) -> str:
@@ -69,7 +71,8 @@ class ZooConfig:
     def published_text(self) -> str:
         """``'41.7 box AP / 38.6 mask AP'``, or ``'-'`` where nothing is published."""
         text = ' / '.join(f'{self.published[m]} {m}' for m in METRICS if m in self.published)
-        return (text + (' (multi-scale)' if self.multi_scale else '')) if text else '-'
+        notes = ['multi-scale'] * self.multi_scale + [f'epoch {self.epoch}'] * bool(self.epoch)
+        return (text + (f' ({", ".join(notes)})' if notes else '')) if text else '-'
 
 
 @dataclass(frozen=True)
@@ -99,12 +102,14 @@ def _downstream(family: str, arch: str, task: str) -> str:
     return f"{RELEASES[family]['base']}{family[:-1]}{arch}_{task}.pth"
 
 
-def _suous(family: str, arch: str, coco: Tuple[str, str], ade: str, source: str) -> Tuple[ZooConfig, ...]:
-    """RecNeXt / RepNeXt M3-M5, A3-A5: Mask R-CNN and Semantic FPN published, UPerNet not."""
+def _suous(family: str, arch: str, coco: Tuple[str, str], ade: str, source: str,
+           coco_epoch: Optional[int] = None) -> Tuple[ZooConfig, ...]:
+    """RecNeXt / RepNeXt M3-M5, A3-A5: Mask R-CNN and Semantic FPN published, UPerNet not.
+    ``coco_epoch``: the epoch of the published COCO figure where the log's last differs."""
     name = f'{family[:-1]}{arch}'
     return (
         ZooConfig(f'configs/{name}_coco.py', MASK_RCNN, {'box AP': coco[0], 'mask AP': coco[1]},
-                  f'{source}, mmdet 2.x', _downstream(family, arch, 'coco')),
+                  f'{source}, mmdet 2.x', _downstream(family, arch, 'coco'), epoch=coco_epoch),
         ZooConfig(f'configs/{name}_ade20k.py', SEMANTIC_FPN, {'mIoU': ade},
                   f'{source}, mmseg 0.x, single scale', _downstream(family, arch, 'ade20k')),
         ZooConfig(f'configs/{name}_ade20k_upernet.py', UPERNET),
@@ -136,20 +141,20 @@ MODELS: Tuple[ZooModel, ...] = (
     ZooModel('recnext_m1', 'release', '5.2', '0.9'),
     ZooModel('recnext_m2', 'release', '6.8', '1.2'),
     ZooModel('recnext_m3', 'release', '8.2', '1.4', _suous('recnext_m', 'm3', ('41.7', '38.6'), '41.0', 'RecNeXt')),
-    ZooModel('recnext_m4', 'release', '14.1', '2.4', _suous('recnext_m', 'm4', ('43.5', '39.7'), '43.6', 'RecNeXt')),
-    ZooModel('recnext_m5', 'release', '22.9', '4.7', _suous('recnext_m', 'm5', ('44.6', '40.6'), '46.0', 'RecNeXt')),
+    ZooModel('recnext_m4', 'release', '14.1', '2.4', _suous('recnext_m', 'm4', ('43.5', '39.7'), '43.6', 'RecNeXt', 10)),
+    ZooModel('recnext_m5', 'release', '22.9', '4.7', _suous('recnext_m', 'm5', ('44.6', '40.6'), '46.0', 'RecNeXt', 9)),
     ZooModel('recnext_a0', 'release', '2.8'),
     ZooModel('recnext_a1', 'release', '5.9'),
     ZooModel('recnext_a2', 'release', '7.9'),
     ZooModel('recnext_a3', 'release', '9.0', None, _suous('recnext_a', 'a3', ('42.1', '38.8'), '41.9', 'RecNeXt')),
-    ZooModel('recnext_a4', 'release', '15.8', None, _suous('recnext_a', 'a4', ('43.5', '39.8'), '43.0', 'RecNeXt')),
-    ZooModel('recnext_a5', 'release', '25.7', None, _suous('recnext_a', 'a5', ('44.4', '40.3'), '46.5', 'RecNeXt')),
+    ZooModel('recnext_a4', 'release', '15.8', None, _suous('recnext_a', 'a4', ('43.5', '39.8'), '43.0', 'RecNeXt', 10)),
+    ZooModel('recnext_a5', 'release', '25.7', None, _suous('recnext_a', 'a5', ('44.4', '40.3'), '46.5', 'RecNeXt', 9)),
     # RepNeXt-M: the deploy form's params / MACs, from the RepNeXt README.
     ZooModel('repnext_m0', 'release', '2.3', '0.4'),
     ZooModel('repnext_m1', 'release', '4.8', '0.8'),
     ZooModel('repnext_m2', 'release', '6.5', '1.1'),
-    ZooModel('repnext_m3', 'release', '7.8', '1.3', _suous('repnext_m', 'm3', ('40.8', '37.8'), '40.6', 'RepNeXt')),
-    ZooModel('repnext_m4', 'release', '13.3', '2.3', _suous('repnext_m', 'm4', ('42.9', '39.1'), '43.3', 'RepNeXt')),
+    ZooModel('repnext_m3', 'release', '7.8', '1.3', _suous('repnext_m', 'm3', ('40.8', '37.8'), '40.6', 'RepNeXt', 9)),
+    ZooModel('repnext_m4', 'release', '13.3', '2.3', _suous('repnext_m', 'm4', ('42.9', '39.1'), '43.3', 'RepNeXt', 9)),
     ZooModel('repnext_m5', 'release', '21.7', '4.5', _suous('repnext_m', 'm5', ('44.7', '40.7'), '45.0', 'RepNeXt')),
     # ReXNet: params / MACs ("FLOPs") from clovaai's README; 0.9 and 2.2 appear there only in
     # the COCO tables (the paper gives 4.1 M params for 0.9), and clovaai publishes no ImageNet

@@ -1,8 +1,11 @@
 # UPerNet + auxiliary FCN head, ConvNeXt-B-1D backbone, ADE20K (150 classes), 512x512 crops.
 # Backbone: oriented 1x31 blocks cropped to 31/31/27/13 per stage, 1x31 stem.
-# Schedule: 160k iterations, 1500-iter linear warm-up then poly; AdamW lr 1e-4, wd 0.05,
-# stage-wise lr decay 0.9 (12 layers), drop path 0.4. Batch: 8 GPUs x 2 img/GPU = 16.
-# Published (Oriented1D, mmseg 0.x): 49.4 mIoU (multi-scale).
+# Schedule: 160k iterations, 1500-iter linear warm-up from lr x 1e-6, poly (power 1) over the
+# run; AdamW lr 1e-4, wd 0.05, stage-wise lr decay 0.9 (12 layers), drop path 0.4, fp32.
+# Batch: 8 GPUs x 2 img/GPU = 16 (the authors: 4 GPUs x 4 = 16). Validation: whole image at
+# (2048, 512) keep-ratio, single scale.
+# Published (Oriented1D, mmseg 0.x): 49.4 mIoU (multi-scale: 0.5-1.75 x (2048, 512), flip, whole
+# image; `tools/test.py CONFIG CHECKPOINT --tta` runs it).
 _base_ = './convnext1d_base_1dpp_ade20k.py'
 
 model = dict(backbone=dict(variant='1d', init_cfg=dict(checkpoint='checkpoints/convnext_base_1d_backbone.pth')))

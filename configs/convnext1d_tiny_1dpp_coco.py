@@ -1,6 +1,7 @@
 # Cascade Mask R-CNN + FPN (4conv1fc heads, GIoU), ConvNeXt-T-1D++ backbone, COCO 2017.
 # Backbone: oriented 1x15 + hidden 1x31 blocks cropped to [15,31]/[15,31]/[15,27]/[13,13], 1x15 stem.
-# Schedule: 3x = 36 epochs, lr steps at 27 and 33, 1000-iter warm-up; multi-scale 480-800 with crop.
+# Schedule: 3x = 36 epochs, lr steps at 27 and 33, 500-iter linear warm-up from lr x 0.001 (the
+# authors' base schedule_1x); multi-scale 480-800 with crop; fp32. Test: 1333x800, single scale.
 # Batch: 8 GPUs x 2 img/GPU; AdamW lr 2e-4, wd 0.05, layer-wise lr decay 0.7 over 6 layers, drop path 0.4.
 # Published (Oriented1D, mmdet 2.x): 51.3 box AP / 44.5 mask AP.
 _base_ = 'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
@@ -20,3 +21,8 @@ model = dict(
 
 # The authors trained detection in fp32; mmdet's ConvNeXt recipe uses AMP.
 optim_wrapper = dict(type='OptimWrapper')
+# Their warm-up is their base schedule_1x's (500 iterations from lr x 0.001); mmdet's recipe: 1000.
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
+    dict(type='MultiStepLR', begin=0, end=36, by_epoch=True, milestones=[27, 33], gamma=0.1),
+]

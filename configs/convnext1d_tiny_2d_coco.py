@@ -1,6 +1,7 @@
 # Cascade Mask R-CNN + FPN (4conv1fc heads, GIoU), ConvNeXt-T-2D backbone, COCO 2017.
 # Backbone: the ConvNeXt baseline: dense 7x7 blocks.
-# Schedule: 3x = 36 epochs, lr steps at 27 and 33, 1000-iter warm-up; multi-scale 480-800 with crop.
+# Schedule: 3x = 36 epochs, lr steps at 27 and 33, 500-iter linear warm-up from lr x 0.001 (the
+# authors' base schedule_1x); multi-scale 480-800 with crop; fp32. Test: 1333x800, single scale.
 # Batch: 8 GPUs x 2 img/GPU; AdamW lr 2e-4, wd 0.05, layer-wise lr decay 0.7 over 6 layers, drop path 0.4.
 # Published (Oriented1D, mmdet 2.x): 50.2 box AP / 43.6 mask AP.
 _base_ = './convnext1d_tiny_1dpp_coco.py'

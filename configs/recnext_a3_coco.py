@@ -1,5 +1,6 @@
 # Mask R-CNN + FPN, RecNeXt-A3 backbone (linear-attention RecAttn), COCO 2017 instance segmentation.
-# Schedule: as RecNeXt-M3: 1x = 12 epochs, lr steps at 8 and 11, 500-iter warm-up, 1333x800.
+# Schedule: as RecNeXt-M3: 1x = 12 epochs, lr steps at 8 and 11, 500-iter warm-up from lr x 1e-6,
+# 1333x800.
 # Batch: 8 GPUs x 2 img/GPU (SyncBN across GPUs), AdamW lr 2e-4, wd 0.05.
 # Published (RecNeXt logs, mmdet 2.x): 42.1 box AP / 38.8 mask AP.
 _base_ = './recnext_m3_coco.py'

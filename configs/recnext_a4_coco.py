@@ -1,5 +1,5 @@
 # Mask R-CNN + FPN, RecNeXt-A4, COCO 2017: 1x (12 epochs), 8 GPUs x 2 img/GPU, AdamW 2e-4.
-# Published: 43.5 box AP / 39.8 mask AP (best epoch, 10; epoch 12: 43.2 / 39.6).
+# Published: 43.5 box AP / 39.8 mask AP at epoch 10 of 12 (epoch 12: 43.2 / 39.6).
 _base_ = './recnext_m3_coco.py'
 
 model = dict(

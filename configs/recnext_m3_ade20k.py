@@ -1,10 +1,10 @@
 # Semantic FPN, RecNeXt-M3 backbone, ADE20K (150 classes), 512x512 crops.
-# Schedule: 80k iterations, poly lr (power 0.9, min_lr 1e-6), AdamW lr 1e-4, wd 0.05.
-# Batch: 8 GPUs x 4 img/GPU (SyncBN across GPUs). The published runs used exactly this
-# (80k iterations on 8 GPUs, although their file names say "40k"); we state 80k.
+# Schedule: 80k iterations, poly lr (power 0.9, min_lr 1e-6), no warm-up, AdamW lr 1e-4, wd 0.05, fp32.
+# Batch: 8 GPUs x 4 img/GPU = 32 (SyncBN across GPUs). The published RecNeXt runs used exactly
+# this (80k iterations on 8 GPUs, although their file names say "40k"); we state 80k.
 # Published (RecNeXt, mmseg 0.x): 41.0 mIoU (single scale).
 # Data as in the published run: RGB, ImageNet mean/std, test at (2048, 512) keep-ratio, then
-# resized (not padded) to multiples of 32 as mmseg 0.x's AlignResize did, no flip.
+# resized (not padded) to multiples of 32 as mmseg 0.x's AlignResize did, no flip, whole image.
 # Pretrained: the authors' ImageNet release, downloaded once into the torch hub cache (the
 # loader drops the classifier); offline: --cfg-options model.backbone.init_cfg.checkpoint=PATH.
 _base_ = 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'  # schedule overridden below

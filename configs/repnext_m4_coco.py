@@ -1,5 +1,5 @@
 # Mask R-CNN + FPN, RepNeXt-M4, COCO 2017: 1x (12 epochs), 8 GPUs x 2 img/GPU, AdamW 2e-4.
-# Published: 42.9 box AP / 39.1 mask AP.
+# Published: 42.9 box AP / 39.1 mask AP at epoch 9 of 12 (epoch 12: 42.7 / 39.1).
 _base_ = './repnext_m3_coco.py'
 
 model = dict(

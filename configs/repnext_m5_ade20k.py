@@ -1,4 +1,5 @@
-# Semantic FPN, RepNeXt-M5, ADE20K 512x512: 80k iterations, 8 GPUs x 4 img/GPU, AdamW 1e-4, poly.
+# Semantic FPN, RepNeXt-M5, ADE20K 512x512: 80k iterations, 8 GPUs x 2 img/GPU (published:
+# 4 A800s x 4, the same 16 in total; segmentation/logs/repnext_m5_ade20k.json), AdamW 1e-4, poly.
 # Published: 45.0 mIoU.
 _base_ = './repnext_m3_ade20k.py'
 

@@ -1,5 +1,5 @@
 # Semantic FPN, ReXNet-1.5 backbone, ADE20K; as rexnet_100_ade20k.py (80k iterations,
-# AdamW lr 1e-4, 8 GPUs x 4 img/GPU) with the wider backbone.
+# AdamW lr 1e-4, 8 GPUs x 4 img/GPU, the RecNeXt test pipeline) with the wider backbone.
 # Published: none (the ReXNet paper reports no ADE20K result).
 _base_ = './rexnet_100_ade20k.py'
 

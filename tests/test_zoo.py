@@ -62,6 +62,8 @@ def test_config_header_published_line_agrees_with_the_table(path):
     if not cfg.published:
         assert line.startswith('none'), f'{path}: say "none" where nothing is published: {line!r}'
     assert ('multi-scale' in line) == cfg.multi_scale, path
+    # A figure from an earlier epoch than the last says which (tests/test_recipes.py checks the log).
+    assert (f'at epoch {cfg.epoch} of ' in line) == bool(cfg.epoch), f'{path}: {line!r}, table epoch {cfg.epoch}'
 
 
 def test_table_values_are_well_formed():
@@ -76,6 +78,7 @@ def test_table_values_are_well_formed():
             assert all(re.fullmatch(r'\d+\.\d', v) for v in cfg.published.values()), cfg.path
             assert bool(cfg.published) == bool(cfg.source), f'{cfg.path}: a published figure names its source'
             assert not cfg.multi_scale or cfg.task == 'ade20k', cfg.path
+            assert cfg.epoch is None or (cfg.published and cfg.task == 'coco'), cfg.path
 
 
 def test_every_project_model_is_in_the_table():
