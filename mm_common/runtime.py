@@ -213,20 +213,22 @@ def warn(message: str) -> None:
 
 
 def train_from_config(cfg, launcher: str = 'none', resume=None, allow_partial: bool = False,
-                      amp: bool = False, auto_scale_lr: bool = False, check_only: bool = False) -> None:
+                      amp: bool = False, auto_scale_lr: bool = False, check_only: bool = False,
+                      amp_dtype: str = None) -> None:
     """tools/train.py: check the data and every checkpoint the run reads (before any work),
-    then train with atomic checkpoint saving. ``resume``: None, 'auto' or a path."""
+    then train with atomic checkpoint saving. ``resume``: None, 'auto' or a path. ``amp``:
+    mixed precision in ``amp_dtype`` (mm_common.precision; None: bf16 where the GPU has it)."""
     from .atomic_checkpoint import make_checkpoint_saving_atomic
     from .checkpoint_fit import check_training_checkpoints
+    from .precision import amp_optim_wrapper
+    if amp:
+        cfg.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper, amp_dtype, warn=warn)
     check_data_roots(cfg, ('train', 'val'))  # before any download
     prepare_checkpoints(cfg)
     check_training_checkpoints(cfg, resume, allow_partial, warn=warn)
     if check_only:
         return
     how = configure_launch(cfg, launcher)
-    if amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if auto_scale_lr:
         cfg.setdefault('auto_scale_lr', {})['enable'] = True
     make_checkpoint_saving_atomic()

@@ -4,6 +4,7 @@
     tools/dist_train.sh configs/recnext_m3_coco.py 8          # 8 GPUs (or 8 CPU processes)
     python tools/train.py CONFIG --resume                      # resume the latest checkpoint
     python tools/train.py CONFIG --resume work_dirs/x/epoch_4.pth --amp
+    python tools/train.py CONFIG --amp-dtype fp16                # mixed precision in float16
 
 The config's ``default_scope`` (mmdet or mmseg, from its ``_base_``) picks the task. The
 checkpoint a run loads (``--resume``, ``load_from``) is checked against the config's model
@@ -25,7 +26,11 @@ def parse_args(argv=None):
                         help='resume from CHECKPOINT, or from the newest readable one in work-dir if no path')
     parser.add_argument('--allow-partial', action='store_true',
                         help='load a checkpoint (load_from, --resume) that covers only part of the model')
-    parser.add_argument('--amp', action='store_true', help='mixed precision (GPU)')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision on a GPU: bfloat16 where the GPU supports it, else float16 '
+                        'with a dynamic loss scale (and a warning)')
+    parser.add_argument('--amp-dtype', choices=('bf16', 'fp16'),
+                        help='mixed precision in this type (implies --amp)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr by (total batch / the config\'s base batch)')
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
@@ -42,8 +47,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     return exit_code_of(lambda: train_from_config(
         load_config(args.config, args.cfg_options, args.work_dir), launcher=args.launcher,
-        resume=args.resume, allow_partial=args.allow_partial, amp=args.amp,
-        auto_scale_lr=args.auto_scale_lr, check_only=args.check_only))
+        resume=args.resume, allow_partial=args.allow_partial, amp=args.amp or bool(args.amp_dtype),
+        amp_dtype=args.amp_dtype, auto_scale_lr=args.auto_scale_lr, check_only=args.check_only))
 
 
 if __name__ == '__main__':
