@@ -8,7 +8,12 @@ Both log formats are read, auto-detected per file:
   fractions.
 * mmengine (mmdet 3.x / mmseg 1.x) ``<work_dir>/<timestamp>/vis_data/
   scalars.json`` or ``<timestamp>.json``: records carry ``step``; COCO metrics
-  are fractions, mmseg metrics percentages.
+  are fractions, mmseg metrics percentages. A test run (tools/test.py) writes
+  one record without ``step`` to ``<work_dir>/<timestamp>/<timestamp>.json``.
+
+Metrics keep the ``tta/`` prefix that ``tools/test.py --tta`` gives them
+(``tta/mIoU``, multi-scale and flip), so that they never mix with the
+single-scale ones; the COCO ``coco/`` prefix is dropped (``bbox_mAP``).
 
 Every value is reported in percent. Folders are searched recursively for json
 logs; of an mmengine work_dir holding several timestamped runs only the newest
@@ -32,6 +37,8 @@ from mm_efficient_backbones.backbones.errors import UserError
 
 PROG = 'log-results'
 TASK_PRIMARY_METRICS = {'detection': 'bbox_mAP', 'segmentation': 'mIoU'}
+# The prefix of test-time-augmented metrics (mm_common.tta.TTA_METRIC_PREFIX; no mm imports here).
+TTA_PREFIX = 'tta/'
 # What a val record's step counts when the log itself does not say.
 TASK_UNITS = {'detection': 'epoch', 'segmentation': 'iter'}
 # (column title, metric) as published in the backbone READMEs.
@@ -41,6 +48,9 @@ TABLE_COLUMNS = {
                   ('AP50m', 'segm_mAP_50'), ('AP75m', 'segm_mAP_75')),
     'segmentation': (('mIoU', 'mIoU'), ('aAcc', 'aAcc'), ('mAcc', 'mAcc')),
 }
+# Columns added to a table where its logs have test-time-augmented results.
+TTA_COLUMNS = {'detection': (('APb tta', 'tta/bbox_mAP'), ('APm tta', 'tta/segm_mAP')),
+               'segmentation': (('mIoU tta', 'tta/mIoU'),)}
 # Record keys about the schedule or speed, never evaluation results.
 BOOKKEEPING_KEYS = frozenset(
     {'mode', 'step', 'epoch', 'iter', 'lr', 'time', 'data_time', 'memory'})
@@ -51,7 +61,7 @@ FORMAT_NAMES = {
     'legacy': 'legacy json log (mmdet 2.x / mmseg 0.x)',
     'mmengine': 'mmengine json scalars (mmdet 3.x / mmseg 1.x)',
 }
-UNIT_NAMES = {'epoch': 'epoch', 'iter': 'iteration'}
+UNIT_NAMES = {'epoch': 'epoch', 'iter': 'iteration', 'test': 'test run'}
 # Longest first line read to tell whether a json file is a log: a legacy
 # header line holds the whole config (13 kB in the published logs).
 SNIFF_LIMIT = 16 * 1024 * 1024
@@ -72,8 +82,10 @@ def is_number(value) -> bool:
 
 
 def metric_name(key: str) -> str:
-    """Legacy spelling of a metric: 'coco/bbox_mAP' -> 'bbox_mAP'."""
-    return key.rsplit('/', 1)[-1]
+    """Legacy spelling of a metric: 'coco/bbox_mAP' -> 'bbox_mAP'; a test-time-augmented
+    one keeps its prefix: 'tta/coco/bbox_mAP' -> 'tta/bbox_mAP', 'tta/mIoU' stays."""
+    base = key.rsplit('/', 1)[-1]
+    return TTA_PREFIX + base if key.startswith(TTA_PREFIX) else base
 
 
 def format_percent(value: float) -> str:
@@ -84,9 +96,15 @@ def format_percent(value: float) -> str:
 
 def task_of(metrics: dict[str, float]) -> str | None:
     for task, metric in TASK_PRIMARY_METRICS.items():
-        if metric in metrics:
+        if metric in metrics or TTA_PREFIX + metric in metrics:
             return task
     return None
+
+
+def is_test_result(record: dict) -> bool:
+    """An mmengine test run's one record: metrics, no step (tools/test.py)."""
+    return 'step' not in record and any(
+        metric_name(key).removeprefix(TTA_PREFIX) in TASK_PRIMARY_METRICS.values() for key in record)
 
 
 def default_unit(metrics: dict[str, float]) -> str:
@@ -172,7 +190,7 @@ def read_records(path: Path) -> Iterator[dict]:
 def detect_format(record: dict) -> str | None:
     if 'env_info' in record or 'mode' in record:
         return 'legacy'
-    if 'step' in record:
+    if 'step' in record or is_test_result(record):
         return 'mmengine'
     return None
 
@@ -239,7 +257,7 @@ def evaluation_metrics(record: dict, fmt: str) -> dict[str, float]:
         if key in BOOKKEEPING_KEYS or not is_number(value):
             continue
         name = metric_name(key)
-        in_percent = fmt == 'mmengine' and name in MMSEG_PERCENT_METRICS
+        in_percent = fmt == 'mmengine' and name.removeprefix(TTA_PREFIX) in MMSEG_PERCENT_METRICS
         metrics[name] = round(value if in_percent else value * 100, 6)
     return metrics
 
@@ -302,11 +320,13 @@ def parse_mmengine(path: Path, records: Iterable[dict]) -> Run:
             # The step of a train record is the global iteration.
             if is_number(record.get('loss')) and is_number(record.get('step')):
                 run.add_loss(record['step'], record['loss'])
-        elif is_number(record.get('step')):
+        elif is_number(record.get('step')) or is_test_result(record):
             metrics = evaluation_metrics(record, 'mmengine')
             if metrics:
-                run.evaluations.append(Evaluation(record['step'], metrics))
-    if run.evaluations:
+                run.evaluations.append(Evaluation(record.get('step'), metrics))
+    if run.evaluations and all(e.step is None for e in run.evaluations):
+        run.unit = 'test'
+    elif run.evaluations:
         # The step of a val record is the epoch for epoch-based runs (mmdet
         # logs metrics by epoch) and the iteration for iter-based ones (mmseg
         # configs set log_metric_by_epoch=False).
@@ -357,11 +377,19 @@ class Result:
         return self.evaluations[-1]
 
 
+def primary_metric(run: Run) -> str | None:
+    """bbox_mAP / mIoU, or their tta/ form in a run that has only test-time-augmented results."""
+    metric = TASK_PRIMARY_METRICS.get(run.task)
+    if metric and not any(metric in e.metrics for e in run.evaluations):
+        return TTA_PREFIX + metric
+    return metric
+
+
 def select_results(runs: list[Run], metric: str | None) -> list[Result]:
     """Results for the given metric, or for each run's primary metric."""
     results, lacking = [], []
     for run in runs:
-        run_metric = metric or TASK_PRIMARY_METRICS.get(run.task)
+        run_metric = metric or primary_metric(run)
         if not run.evaluations:
             warn(f'{run.label}: no evaluation records')
         elif run_metric is None:
@@ -384,7 +412,9 @@ def select_results(runs: list[Run], metric: str | None) -> list[Result]:
 
 
 def format_best_lines(results: list[Result]) -> str:
+    """"41.7 path" lines; a test-time-augmented result names its metric after the path."""
     return '\n'.join(f'{format_percent(r.value(r.best))} {r.run.label}'
+                     + (f' {r.metric}' if r.metric.startswith(TTA_PREFIX) else '')
                      for r in results)
 
 
@@ -402,6 +432,8 @@ def format_tables(results: list[Result]) -> str:
     groups = defaultdict(list)
     for result in results:
         columns = TABLE_COLUMNS.get(result.run.task, ())
+        columns += tuple(column for column in TTA_COLUMNS.get(result.run.task, ())
+                         if any(column[1] in e.metrics for e in result.evaluations))
         if result.metric not in (key for _, key in columns):
             columns += ((result.metric, result.metric),)
         groups[columns, result.metric].append(result)
@@ -415,7 +447,7 @@ def format_tables(results: list[Result]) -> str:
                 r.run.label, r.run.fmt,
                 *(format_percent(best.metrics[key]) if key in best.metrics
                   else '-' for _, key in columns),
-                f'{r.run.unit} {best.step}', format_percent(r.value(r.last)),
+                'test' if best.step is None else f'{r.run.unit} {best.step}', format_percent(r.value(r.last)),
                 str(len(r.evaluations))])
         tables.append(markdown_table(rows))
     return '\n\n'.join(tables)
@@ -446,7 +478,7 @@ def plot_results(results: list[Result], out_path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
 
-    units = sorted({r.run.unit for r in results})
+    units = sorted({r.run.unit for r in results} - {'test'})  # a test run has no curve
     fig, axes = plt.subplots(1, len(units) + 1, squeeze=False,
                              figsize=(6.5 * (len(units) + 1), 5))
     colormap = plt.cm.tab10 if len(results) <= 10 else plt.cm.tab20

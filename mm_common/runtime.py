@@ -254,10 +254,14 @@ def draw_predictions(cfg, show_dir: str) -> None:
 
 
 def evaluate_checkpoint(cfg, checkpoint: str, launcher: str = 'none', allow_partial: bool = False,
-                     out: str = None, show_dir: str = None, check_only: bool = False) -> dict:
+                     out: str = None, show_dir: str = None, check_only: bool = False, tta: bool = False) -> dict:
     """tools/test.py: check the data and the checkpoint against the config's model (before any
-    work), then evaluate it; returns the metrics (empty with ``check_only``)."""
+    work), then evaluate it, with the config's test-time augmentation if ``tta`` (mm_common.tta);
+    returns the metrics (empty with ``check_only``)."""
     from .checkpoint_fit import check_checkpoint_fits
+    from .tta import require_tta, use_tta
+    if tta:
+        require_tta(cfg)
     cfg.load_from = checkpoint
     check_data_roots(cfg, ('test',))  # before any download
     if show_dir:
@@ -269,6 +273,8 @@ def evaluate_checkpoint(cfg, checkpoint: str, launcher: str = 'none', allow_part
     check_checkpoint_fits(cfg, cfg.load_from, allow_partial)
     if check_only:
         return {}
+    if tta:
+        use_tta(cfg)
     configure_launch(cfg, launcher)
     runner = build_runner(cfg, ('test',))
     if out:

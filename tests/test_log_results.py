@@ -387,3 +387,23 @@ def test_console_script_entry_point_returns_the_exit_code():
     pyproject = (REPO / 'pyproject.toml').read_text()
     assert 'log-results = "mm_efficient_backbones.tools.log_results:main"' in pyproject
     assert main([str(MMSEG_LOG)]) == 0
+
+
+def test_test_runs_single_scale_and_tta_are_named_apart(capsys, tmp_path):
+    # What tools/test.py (and tools/test.py --tta) leave in a work dir: one record per run.
+    single = tmp_path / 'work' / '20261202_101010' / '20261202_101010.json'
+    tta = tmp_path / 'work' / '20261202_111111' / '20261202_111111.json'
+    for path, prefix, miou in ((single, '', 45.21), (tta, 'tta/', 47.38)):
+        path.parent.mkdir(parents=True)
+        write_lines(path, [{f'{prefix}aAcc': 81.0, f'{prefix}mIoU': miou, f'{prefix}mAcc': 56.0,
+                            'data_time': 0.01, 'time': 0.52}])
+    [run] = read_runs(tta)
+    assert (run.fmt, run.unit, run.task) == ('mmengine', 'test', 'segmentation')
+    assert run.evaluations[0].metrics['tta/mIoU'] == 47.38
+    code, out, _ = cli(capsys, tmp_path / 'work')
+    assert code == 0
+    assert out == f'45.2 {single}\n47.4 {tta} tta/mIoU\n'
+    out = cli(capsys, tmp_path / 'work', '--table')[1]
+    assert 'mIoU tta' in out and table_cells(out, str(tta))[-3:] == ['test', '47.4', '1']
+    out = cli(capsys, tmp_path / 'work', '--metric', 'tta/mIoU')[1]
+    assert out == f'47.4 {tta} tta/mIoU\n'
