@@ -32,9 +32,10 @@ optim_wrapper = dict(
     paramwise_cfg=dict(decay_rate=0.9, decay_type='stage_wise', num_layers=6))
 # mmcv 1.x's poly decays over the whole run and its warm-up multiplies it; mmengine's LinearLR
 # and PolyLR chain the same way when both begin at 0 (mmseg's recipe starts the poly at 1500).
+# mmengine's schedulers reach their last value at step end - 1: end = mmcv's count + 1.
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=0, end=160000),
+    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500 + 1),
+    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=0, end=160000 + 1),
 ]
 
 # The published mIoU is multi-scale: the authors' --aug-test views each image at 0.5-1.75 x

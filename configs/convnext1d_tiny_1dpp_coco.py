@@ -22,7 +22,8 @@ model = dict(
 # The authors trained detection in fp32; mmdet's ConvNeXt recipe uses AMP.
 optim_wrapper = dict(type='OptimWrapper')
 # Their warm-up is their base schedule_1x's (500 iterations from lr x 0.001); mmdet's recipe: 1000.
+# mmengine's LinearLR reaches its end factor at step end - 1: end = mmcv's warmup_iters + 1.
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500 + 1),
     dict(type='MultiStepLR', begin=0, end=36, by_epoch=True, milestones=[27, 33], gamma=0.1),
 ]

@@ -41,7 +41,8 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05))
 param_scheduler = [
-    dict(type='PolyLR', power=0.9, eta_min=1e-6, begin=0, end=80000, by_epoch=False)
+    # mmengine's PolyLR reaches eta_min at step end - 1; mmcv 1.x's poly at max_iters: end = 80000 + 1.
+    dict(type='PolyLR', power=0.9, eta_min=1e-6, begin=0, end=80000 + 1, by_epoch=False)
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=80000, val_interval=8000)
 default_hooks = dict(checkpoint=dict(by_epoch=False, interval=8000))

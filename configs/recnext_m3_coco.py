@@ -30,8 +30,9 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05))
-# The published runs warm up from lr x 1e-6 (warmup_ratio=1e-6; mmdet's 1x base: 0.001).
+# The published runs warm up from lr x 1e-6 (warmup_ratio=1e-6; mmdet's 1x base: 0.001) over 500
+# iterations; mmengine's LinearLR reaches its end factor at step end - 1: end = warmup_iters + 1.
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=500),
+    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=500 + 1),
     dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[8, 11], gamma=0.1),
 ]

@@ -177,9 +177,11 @@ def schedule_facts(cfg) -> dict:
     for scheduler in schedulers:
         kind, begin, end = scheduler['type'], scheduler.get('begin', 0), scheduler.get('end')
         unusual = {}
+        # mmengine's schedulers run over end - begin - 1 steps (they reach their last value at
+        # step end - 1), mmcv 1.x's warm-up and poly over warmup_iters / max_iters steps.
         if kind == 'LinearLR':
             # mmcv 1.x linear warm-up from lr * warmup_ratio, per iteration, over warmup_iters.
-            warmup = dict(type='linear', iters=end, ratio=scheduler.get('start_factor', 1 / 3))
+            warmup = dict(type='linear', iters=end - begin - 1, ratio=scheduler.get('start_factor', 1 / 3))
             unusual = dict(begin=begin, end_factor=scheduler.get('end_factor', 1.0), by_epoch=scheduler.get('by_epoch', True))
             expected = dict(begin=0, end_factor=1.0, by_epoch=False)
             target = warmup
@@ -192,7 +194,7 @@ def schedule_facts(cfg) -> dict:
             # mmcv 1.x poly decays over the whole run; a LinearLR warm-up multiplies it (both chain).
             policy = dict(policy='poly', power=scheduler.get('power', 1.0), min_lr=scheduler.get('eta_min', 0.0))
             unusual = dict(begin=begin, end=end, by_epoch=scheduler.get('by_epoch', True))
-            expected = dict(begin=0, end=length, by_epoch=False)
+            expected = dict(begin=0, end=length + 1, by_epoch=False)
             target = policy
         else:
             policy = dict(policy=kind, **{k: v for k, v in scheduler.items() if k != 'type'})
@@ -395,3 +397,34 @@ def main(argv=None) -> int:
 
 if __name__ == '__main__':
     sys.exit(main())
+
+
+def mmcv1_lr(base_lr: float, step: int, length: int, warmup: dict, poly: dict) -> float:
+    """mmcv 1.x's PolyLrUpdaterHook with a linear warm-up, by iteration: the poly lr of the whole
+    run, multiplied during the warm-up by ratio + (1 - ratio) * step / iters."""
+    lr = (base_lr - poly['min_lr']) * (1 - step / length) ** poly['power'] + poly['min_lr']
+    if warmup and step < warmup['iters']:
+        lr *= 1 - (1 - step / warmup['iters']) * (1 - warmup['ratio'])
+    return lr
+
+
+@pytest.mark.parametrize('power, min_lr, warmup_iters', [(1.0, 0.0, 15), (0.9, 1e-6, 0)])
+def test_linear_warmup_and_poly_translate_mmcv_1x_exactly(power, min_lr, warmup_iters):
+    """The translation the configs rely on: mmengine's LinearLR(end=warmup_iters + 1) and
+    PolyLR(end=max_iters + 1), both from iteration 0, give mmcv 1.x's warm-up times the whole
+    run's poly at every iteration (the ConvNeXt-1D UPerNet and the Semantic FPN schedules)."""
+    import torch
+    from mmengine.optim.scheduler import LinearLR, PolyLR
+    length, poly = 200, dict(power=power, min_lr=min_lr)
+    warmup = dict(iters=warmup_iters, ratio=1e-6) if warmup_iters else None
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+    schedulers = [PolyLR(optimizer, power=power, eta_min=min_lr, by_epoch=False, begin=0, end=length + 1)]
+    if warmup:
+        schedulers.insert(0, LinearLR(optimizer, start_factor=warmup['ratio'], by_epoch=False, begin=0,
+                                      end=warmup['iters'] + 1))
+    for step in range(length):
+        expected = mmcv1_lr(1e-4, step, length, warmup, poly)
+        assert optimizer.param_groups[0]['lr'] == pytest.approx(expected, rel=1e-6, abs=1e-15), step
+        optimizer.step()
+        for scheduler in schedulers:
+            scheduler.step()
