@@ -6,52 +6,11 @@
 # (2048, 512) keep-ratio, single scale.
 # Published (Oriented1D, mmseg 0.x): 50.7 mIoU (multi-scale: 0.5-1.75 x (2048, 512), flip, whole
 # image; `tools/test.py CONFIG CHECKPOINT --tta` runs it).
-_base_ = 'mmseg::convnext/convnext-base_upernet_8xb2-amp-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['mm_efficient_backbones.segmentation'], allow_failed_imports=False)
+# mmseg's ConvNeXt-B UPerNet recipe is its ConvNeXt-T one with B's sizes: so is this one.
+_base_ = './convnext1d_tiny_1dpp_ade20k.py'
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='ConvNeXt1D',
-        arch='base',
-        variant='1dpp',
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.4,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/convnext_base_1dpp_backbone.pth')),
-    # Whole-image inference, as the authors validated and tested (their
-    # _base_/models/upernet_convnext.py); mmseg's ConvNeXt recipe slides 512x512 windows.
-    test_cfg=dict(_delete_=True, mode='whole'))
-
-# fp32 as the authors trained (fp16 = None, use_fp16=False); mmseg's ConvNeXt recipe uses AMP.
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='LearningRateDecayOptimizerConstructor',
-    paramwise_cfg=dict(decay_rate=0.9, decay_type='stage_wise', num_layers=12))
-# mmcv 1.x's poly decays over the whole run and its warm-up multiplies it; mmengine's LinearLR
-# and PolyLR chain the same way when both begin at 0 (mmseg's recipe starts the poly at 1500).
-# mmengine's schedulers reach their last value at step end - 1: end = mmcv's count + 1.
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500 + 1),
-    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=0, end=160000 + 1),
-]
-
-# The published mIoU is multi-scale: the authors' --aug-test views each image at 0.5-1.75 x
-# (2048, 512) keep-ratio, flipped and not, in whole mode, and averages the softmax
-# probabilities of the 12 views (mmseg 0.x's aug_test; mmseg's SegTTAModel averages the same).
-# `tools/test.py CONFIG CHECKPOINT --tta` (or mmseg's own tools/test.py --tta) runs it;
-# mmseg's default tta_pipeline scales the original image instead.
-tta_model = dict(type='SegTTAModel')
-img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(type='TestTimeAug',
-         transforms=[
-             [dict(type='Resize', scale=(int(2048 * r), int(512 * r)), keep_ratio=True) for r in img_ratios],
-             [dict(type='RandomFlip', prob=0.0, direction='horizontal'),
-              dict(type='RandomFlip', prob=1.0, direction='horizontal')],
-             [dict(type='LoadAnnotations')],
-             [dict(type='PackSegInputs')],
-         ]),
-]
+    backbone=dict(arch='base', init_cfg=dict(checkpoint='checkpoints/convnext_base_1dpp_backbone.pth')),
+    decode_head=dict(in_channels=[128, 256, 512, 1024]),
+    auxiliary_head=dict(in_channels=512))
+optim_wrapper = dict(paramwise_cfg=dict(num_layers=12))

@@ -47,6 +47,21 @@ class ExtractError(Exception):
 
 
 # ---- legacy (mmcv 1.x) configs --------------------------------------------------------------
+MISSING = object()
+
+
+def lookup(node, keys):
+    """``node[k0][k1]...`` through dicts and lists, or MISSING."""
+    for key in keys:
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, (list, tuple)) and isinstance(key, int) and key < len(node):
+            node = node[key]
+        else:
+            return MISSING
+    return node
+
+
 class ConfigFile:
     """One legacy config file or config text: its variables, and where each is written."""
 
@@ -60,15 +75,7 @@ class ConfigFile:
         self.variables = {k: v for k, v in namespace.items() if not k.startswith('__')}
 
     def has(self, keys) -> bool:
-        node = self.variables
-        for key in keys:
-            if isinstance(node, dict) and key in node:
-                node = node[key]
-            elif isinstance(node, (list, tuple)) and isinstance(key, int) and key < len(node):
-                node = node[key]
-            else:
-                return False
-        return True
+        return lookup(self.variables, keys) is not MISSING
 
     def line_of(self, keys) -> int:
         """The line that writes ``keys`` (the deepest one the source spells out)."""
@@ -132,15 +139,8 @@ class LegacyConfig:
             self.cfg = merge(self.cfg, own)
 
     def get(self, keys, default=None):
-        node = self.cfg
-        for key in keys:
-            if isinstance(node, dict) and key in node:
-                node = node[key]
-            elif isinstance(node, (list, tuple)) and isinstance(key, int) and key < len(node):
-                node = node[key]
-            else:
-                return default
-        return node
+        value = lookup(self.cfg, keys)
+        return default if value is MISSING else value
 
     def where(self, keys, default_note: str = '') -> str:
         """The file and line that set ``keys`` last, or ``default_note`` where none sets it."""
