@@ -10,7 +10,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mm_efficient_backbones import backbones
 from mm_efficient_backbones.backbones import RepNeXtBackbone
-from mm_efficient_backbones.backbones.repnext import (ChunkConv, MediumRepConv, SingleKernelChunkConv, SmallRepConv,
+from mm_efficient_backbones.backbones.models.repnext import (ChunkConv, MediumRepConv, SingleKernelChunkConv, SmallRepConv,
                                collapse_chunk_convs)
 from conftest import (assert_matches_reference, load_reference, reference_shapes,
                       set_reference_weights)
