@@ -227,7 +227,7 @@ def install_mmdeploy_fixes() -> None:
 @contextlib.contextmanager
 def exporting():
     """The fixes that apply only while mmdeploy traces a model (RecNeXt's oneDNN fast path
-    stands aside by itself while tracing: backbones.export.is_tracing)."""
+    stands aside by itself while tracing: backbones.models.layers.tracing)."""
     with torchscript_onnx_export():
         yield
 

@@ -213,8 +213,8 @@ def bad_inputs(demo_data, tmp_path):
     ('erf', ['--models', 'recnext_m0', '--images', '{empty}'],
      'error: no images (.jpg, .jpeg, .png, .bmp, .webp, .tif, .tiff) in {empty}'),
     ('erf', ['--models', 'no_such_net', '--images', '{images}'],
-     "error: unknown model 'no_such_net': give a timm model name (e.g. recnext_m0, resnet18) "
-     'or an mm backbone as TYPE:ARCH (RecNeXt:ARCH, RepNeXt:ARCH, ReXNet:ARCH, ConvNeXt1D:ARCH)'),
+     "error: unknown model 'no_such_net': give a timm model name (e.g. convnext_tiny_1d, resnet18) "
+     'or an mm backbone as TYPE:ARCH (ConvNeXt1D:ARCH[:VARIANT], RecNeXt:ARCH, RepNeXt:ARCH, ReXNet:ARCH)'),
     ('erf', ['--models', 'recnext_m0', '--images', '{broken}'],
      'error: cannot read image {broken}/a.jpg: not an image file, or a damaged one'),
     ('erf', ['--models', 'recnext_m0', '--images', '{images}', '--stage', '4'],

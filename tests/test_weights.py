@@ -1,6 +1,6 @@
-"""The one checkpoint pipeline (backbones/weights.py): init_cfg and the converter load the
-same weights from a raw release of every family; the model table's targets; the layering
-(no import cycle in backbones/, no tool importing another)."""
+"""The one checkpoint pipeline (backbones/weights/pipeline.py): init_cfg and the converter load the
+same weights from a raw release of every family; the model table's targets; the pipeline
+tools are thin (the layering itself: tests/test_architecture.py)."""
 import ast
 import re
 

@@ -1,6 +1,6 @@
-"""backbones/zoo.py, the one table of releases, published results and configs: every config
-file is in it, every config header agrees with it, every model it lists is registered and
-builds the backbone its configs name, and the README shows it."""
+"""backbones/weights/zoo.py, the one table of published results and configs, a row per model of
+the family records: every config file is in it, every config header agrees with it, every
+model it lists is registered and builds the backbone its configs name, and the README shows it."""
 import re
 
 import pytest
@@ -36,19 +36,19 @@ def header_claim(path: str) -> tuple:
 
 def require_config(path: str):
     if not (ROOT / path).is_file():
-        pytest.skip(f'{path} is not on this branch yet (its row is data in backbones/zoo.py)')
+        pytest.skip(f'{path} is not on this branch yet (its row is data in backbones/weights/zoo.py)')
 
 
 def require_model(name: str):
     if name not in timm.list_models(name):
-        pytest.skip(f'model {name} is not registered on this branch yet (its row is data in backbones/zoo.py)')
+        pytest.skip(f'model {name} is not registered on this branch yet (its row is data in backbones/weights/zoo.py)')
 
 
 def test_every_config_file_is_in_the_table_once():
     assert len(ZOO_CONFIGS) == len(set(ZOO_CONFIGS)), 'a config appears twice in the table'
     assert CONFIG_FILES, 'no config found'
     missing = sorted(set(CONFIG_FILES) - set(ZOO_CONFIGS))
-    assert not missing, f'configs missing from backbones/zoo.py: {missing}'
+    assert not missing, f'configs missing from backbones/weights/zoo.py: {missing}'
     assert all(zoo.config(path)[1].path == path for path in CONFIG_FILES)
     assert zoo.config('configs/demo/recnext_m0_demo_coco.py') is None
 

@@ -171,6 +171,9 @@ class Family:
 
 
 _FAMILIES: Dict[str, Family] = {}
+# What every classifier has: timm's model API, and the one deploy verb (with timm's alias).
+CLASSIFIER_API = ('forward_intermediates', 'prune_intermediate_layers', 'reset_classifier', 'group_matcher',
+                  'set_grad_checkpointing', 'switch_to_deploy', 'fuse')
 
 
 def register(record: Family) -> Family:
@@ -191,6 +194,12 @@ def register(record: Family) -> Family:
         unknown = sorted(set(release.models + release.downstream_models) - set(record.models))
         if unknown:
             raise ValueError(f'{record.type} release {release.base} names unknown models {unknown}')
+    for cls in record.classifiers:
+        missing = [name for name in CLASSIFIER_API if not callable(getattr(cls, name, None))]
+        if missing:
+            raise ValueError(f'{record.type} classifier {cls.__name__} lacks {", ".join(missing)}')
+    if not callable(getattr(record.backbone, 'switch_to_deploy', None)):
+        raise ValueError(f'{record.type} backbone {record.backbone.__name__} lacks switch_to_deploy')
     if dict(record.backbone.archs) != dict(record.archs):
         raise ValueError(f'{record.type}: the backbone {record.backbone.__name__} has another arch table')
     re.compile(record.key_signature)
