@@ -47,7 +47,7 @@ def test_state_dict_matches_reference(arch):
 def test_registered_for_mm_and_converter():
     assert backbones.MM_BACKBONES['RepNeXt'] is RepNeXtBackbone
     assert backbones.MODEL_TO_BACKBONE['repnext_m3'] == (RepNeXtBackbone, 'm3')
-    assert backbones.multiscale.guess_family(reference_shapes('repnext_m0')) == 'RepNeXt'
+    assert backbones.guess_family(reference_shapes('repnext_m0')) == 'RepNeXt'
 
 
 # ---- the authors' function, in every form ----------------------------------------------

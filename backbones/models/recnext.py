@@ -646,9 +646,9 @@ SUOUS_CLASSIFIERS = {'dist_in1k': '{model}_distill_300e.pth', 'in1k': '{model}_w
 SUOUS_DOWNSTREAM = {'coco': '{model}_coco.pth', 'ade20k': '{model}_ade20k.pth'}
 
 
-def suous_release(base: str, series: str, downstream: Sequence[str], classifiers=SUOUS_CLASSIFIERS) -> Release:
+def suous_release(base: str, series: str, downstream: Sequence[int], classifiers=SUOUS_CLASSIFIERS) -> Release:
     """suous's release of one series (``recnext_m``, ``recnext_a``, ``repnext_m``): classifiers of
-    archs 0-5, trained detectors and segmentors of the ``downstream`` archs."""
+    sizes 0-5, trained detectors and segmentors of the ``downstream`` sizes."""
     return Release(base, tuple(f'{series}{index}' for index in range(6)), classifiers,
                    tuple(f'{series}{index}' for index in downstream), SUOUS_DOWNSTREAM)
 
@@ -656,8 +656,8 @@ def suous_release(base: str, series: str, downstream: Sequence[str], classifiers
 FAMILY = register(Family(
     type='RecNeXt', backbone=RecNeXtBackbone, classifiers=(RecNeXt,), archs=RECNEXT_ARCHS,
     models={f'recnext_{arch}': Model(arch) for arch in RECNEXT_ARCHS}, key_signature=KEY_SIGNATURE,
-    releases=(suous_release('https://github.com/suous/RecNeXt/releases/download/v1.0/', 'recnext_m', '345'),
-              suous_release('https://github.com/suous/RecNeXt/releases/download/v2.0/', 'recnext_a', '345'))))
+    releases=(suous_release('https://github.com/suous/RecNeXt/releases/download/v1.0/', 'recnext_m', (3, 4, 5)),
+              suous_release('https://github.com/suous/RecNeXt/releases/download/v2.0/', 'recnext_a', (3, 4, 5)))))
 
 # The authors' ImageNet evaluation: resize the short side to 256 (bicubic), centre-crop 224.
 EVAL_PREPROCESSING = dict(input_size=(3, 224, 224), crop_pct=224 / 256, interpolation='bicubic',

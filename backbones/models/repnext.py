@@ -413,7 +413,7 @@ KEY_SIGNATURE = r'token_mixer\.conv_s\.(conv_3_3\.)?weight$'
 FAMILY = register(Family(
     type='RepNeXt', backbone=RepNeXtBackbone, classifiers=(RepNeXt,), archs=REPNEXT_ARCHS,
     models={f'repnext_{arch}': Model(arch) for arch in REPNEXT_ARCHS}, key_signature=KEY_SIGNATURE,
-    releases=(suous_release('https://github.com/suous/RepNeXt/releases/download/v1.0/', 'repnext_m', '345',
+    releases=(suous_release('https://github.com/suous/RepNeXt/releases/download/v1.0/', 'repnext_m', (3, 4, 5),
                             classifiers={'dist_in1k': '{model}_distill_300e.pth'}),),
     deploy_state=True))
 
