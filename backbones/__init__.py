@@ -1,37 +1,39 @@
 """Efficient vision backbones as timm models (pure PyTorch + timm, no mm imports).
 
-``import backbones`` registers the models with timm, e.g. ``timm.create_model('recnext_m3')``.
-The ``*Backbone`` classes are the dense-prediction trunks that ``detection/`` and
-``segmentation/`` register in mmdet's and mmseg's MODELS.
+``import mm_efficient_backbones.backbones`` registers the models with timm, e.g.
+``timm.create_model('recnext_m3')``. The ``*Backbone`` classes are the dense-prediction
+trunks that ``detection/`` and ``segmentation/`` register in mmdet's and mmseg's MODELS.
+
+The parts, each importing only the ones before it:
+
+* ``models/``: the families and their layers; each family is declared once, in its file
+  (``models/registry.py``: its ``Family`` record), and every table below derives from the records;
+* ``weights/``: checkpoint files, the fit check, the conversion pipeline, downloads, the zoo;
+* ``export/``: the deploy forms to ONNX and OpenVINO, checked in their runtimes;
+* ``benchmarking/``: params, MACs, throughput and memory of the forms.
+
+``errors.py`` is the one error base and exit path that every part and tool shares.
 """
-from .checkpoint import CheckpointError
-from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
-from .convnext1d import CONVNEXT1D_ARCHS, CONVNEXT1D_VARIANTS, TIMM_ARCHS, ConvNeXt1D, ConvNeXt1DBackbone
-from .oriented_conv import OrientedConv1d
-from .recnext import RECNEXT_ARCHS, RecNeXt, RecNeXtBackbone
-from .repnext import REPNEXT_ARCHS, RepNeXt, RepNeXtBackbone
-from .rexnet import REXNET_ARCHS, ReXNetBackbone, ReXNetLite
-from .timm_features import TimmFeaturesBackbone
-from .weights import BackboneTarget
+from . import weights  # noqa: F401  (registers the checkpoint pipeline and the checked download with the models)
+from .errors import CheckpointError
+from .models import registry
+from .models.convnext1d import CONVNEXT1D_ARCHS, CONVNEXT1D_VARIANTS, ConvNeXt1D, ConvNeXt1DBackbone
+from .models.layers.oriented_conv import OrientedConv1d
+from .models.multiscale import BackboneConfigError, MultiScaleBackbone
+from .models.recnext import RECNEXT_ARCHS, RecNeXt, RecNeXtBackbone
+from .models.registry import BackboneTarget, Family, guess_family
+from .models.repnext import REPNEXT_ARCHS, RepNeXt, RepNeXtBackbone
+from .models.rexnet import REXNET_ARCHS, ReXNet, ReXNetBackbone, ReXNetLite
+from .models.timm_features import TimmFeaturesBackbone
 
 # mm registry name -> backbone class; the mm glue registers exactly these.
-MM_BACKBONES = {
-    'RecNeXt': RecNeXtBackbone,
-    'RepNeXt': RepNeXtBackbone,
-    'ReXNet': ReXNetBackbone,
-    'ConvNeXt1D': ConvNeXt1DBackbone,
-}
+MM_BACKBONES = registry.mm_backbones()
 # timm classifier name -> (backbone class, arch[, options]): what convert_to_backbone_weights targets.
-MODEL_TO_BACKBONE = {f'recnext_{arch}': BackboneTarget(RecNeXtBackbone, arch) for arch in RECNEXT_ARCHS}
-MODEL_TO_BACKBONE.update({f'repnext_{arch}': BackboneTarget(RepNeXtBackbone, arch) for arch in REPNEXT_ARCHS})
-MODEL_TO_BACKBONE.update({spec.model: BackboneTarget(ReXNetBackbone, arch) for arch, spec in REXNET_ARCHS.items()})
-# convnext_tiny_1d ... convnext_base_2dpp (Oriented1D's `--model convnext_tiny --variant 1d`).
-MODEL_TO_BACKBONE.update({f'convnext_{arch}_{variant}': BackboneTarget(ConvNeXt1DBackbone, arch, variant=variant)
-                          for arch in TIMM_ARCHS for variant in CONVNEXT1D_VARIANTS})
+MODEL_TO_BACKBONE = registry.model_to_backbone()
 
 __all__ = ['MM_BACKBONES', 'MODEL_TO_BACKBONE', 'BackboneTarget', 'BackboneConfigError', 'CheckpointError',
-           'MultiScaleBackbone',
-           'FAMILY_KEY_SIGNATURES', 'RECNEXT_ARCHS', 'RecNeXt', 'RecNeXtBackbone',
+           'Family', 'MultiScaleBackbone', 'guess_family', 'registry',
+           'RECNEXT_ARCHS', 'RecNeXt', 'RecNeXtBackbone',
            'REPNEXT_ARCHS', 'RepNeXt', 'RepNeXtBackbone',
-           'REXNET_ARCHS', 'ReXNetBackbone', 'ReXNetLite', 'TimmFeaturesBackbone',
+           'REXNET_ARCHS', 'ReXNet', 'ReXNetBackbone', 'ReXNetLite', 'TimmFeaturesBackbone',
            'CONVNEXT1D_ARCHS', 'CONVNEXT1D_VARIANTS', 'ConvNeXt1D', 'ConvNeXt1DBackbone', 'OrientedConv1d']

@@ -3,6 +3,7 @@
 Everything a user can fix (a file, an option, a config value) raises a subclass of
 :class:`UserError` with a one-line message; :func:`exit_code_of` runs a tool's job and turns
 such an error into one ``error:`` line on stderr and exit code 2, never a traceback.
+Every part of the package may import this module (it imports nothing of ours).
 """
 import re
 import sys
@@ -11,6 +12,10 @@ from typing import Callable, Optional
 
 class UserError(Exception):
     """Bad input that the user can fix; its message is one line."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A user-facing problem with a checkpoint file; its message is one line."""
 
 
 def one_line(err: BaseException) -> str:

@@ -4,7 +4,7 @@ import logging
 
 from mmengine.logging import print_log
 
-from mm_efficient_backbones import backbones
+from mm_efficient_backbones.backbones.models import registry
 
 from .layout import make_mmcv_ops_layout_safe
 
@@ -17,12 +17,12 @@ class _MMLogBridge(logging.Handler):
         print_log(self.format(record), logger='current', level=record.levelno)
 
 
-def register_backbones(registry) -> None:
-    """Register every backbone of :data:`backbones.MM_BACKBONES` in ``registry``, and make
-    mmcv's raw-memory ops safe for channels-last inputs (mm_common.layout)."""
+def register_backbones(models) -> None:
+    """Register the backbone of every family (``registry.mm_backbones()``) in ``models``, and
+    make mmcv's raw-memory ops safe for channels-last inputs (mm_common.layout)."""
     make_mmcv_ops_layout_safe()
-    for name, backbone_cls in backbones.MM_BACKBONES.items():
-        registry.register_module(name=name, module=backbone_cls, force=True)
+    for name, backbone_cls in registry.mm_backbones().items():
+        models.register_module(name=name, module=backbone_cls, force=True)
     log = logging.getLogger('backbones')
     if not any(isinstance(h, _MMLogBridge) for h in log.handlers):
         log.addHandler(_MMLogBridge())

@@ -3,10 +3,12 @@ images, building a model by name (with or without a checkpoint), and the figure 
 Nothing here uses mm APIs; it lives in mm_common so that no tool imports another.
 
 A model is named either by timm name (``import backbones`` registers ours; any timm model
-works) or as an mm backbone ``TYPE:ARCH`` (e.g. ``RecNeXt:m0``). Our families are built as
-their dense-prediction backbone, so ``--checkpoint`` takes a released classifier or a
-converted backbone alike (``MultiScaleBackbone.load_pretrained``); other timm models load
-a classifier checkpoint through timm's own pretrained-file path.
+works) or as an mm backbone ``TYPE:ARCH[:VARIANT]`` (e.g. ``RecNeXt:m0``,
+``ConvNeXt1D:tiny:2d``), read by the one resolver that export and benchmark use
+(``backbones.models.specs``). Our families are built as their dense-prediction backbone, so
+``--checkpoint`` takes a released classifier or a converted backbone alike
+(``MultiScaleBackbone.load_pretrained``); other timm models load a classifier checkpoint
+through timm's own pretrained-file path.
 """
 import os
 import os.path as osp
@@ -21,8 +23,9 @@ from torch import nn
 import timm
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from mm_efficient_backbones.backbones import MM_BACKBONES, MODEL_TO_BACKBONE, BackboneTarget, MultiScaleBackbone
 from mm_efficient_backbones.backbones.errors import UserError, one_line
+from mm_efficient_backbones.backbones.models.multiscale import MultiScaleBackbone
+from mm_efficient_backbones.backbones.models.specs import resolve
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 # A model without a checkpoint gets the same random init every time, whatever else runs.
@@ -97,17 +100,6 @@ class LoadedModel:
         return stage % self.num_stages
 
 
-def _backbone_of(spec: str) -> Optional[BackboneTarget]:
-    """The backbone of ``TYPE:ARCH`` or of a timm name of one of our families (ConvNeXt-1D's
-    name fixes its variant too)."""
-    if ':' in spec:
-        kind, arch = spec.split(':', 1)
-        if kind not in MM_BACKBONES:
-            raise UserError(f"unknown mm backbone '{kind}' in '{spec}': use one of {', '.join(MM_BACKBONES)}")
-        return BackboneTarget(MM_BACKBONES[kind], arch)
-    return MODEL_TO_BACKBONE.get(spec)
-
-
 def _check_checkpoint(checkpoint: Optional[str]) -> Optional[str]:
     if checkpoint and not osp.isfile(checkpoint):
         raise UserError(f'checkpoint not found: {checkpoint}')
@@ -127,10 +119,10 @@ def build_model(spec: str, checkpoint: Optional[str] = None, device: str = 'cpu'
     """Build ``spec`` (timm name or ``TYPE:ARCH``) on ``device``, random init unless ``checkpoint``."""
     checkpoint = _check_checkpoint(checkpoint)
     weights = osp.basename(checkpoint) if checkpoint else 'random init'
+    resolved = resolve(spec, any_timm=True)
     torch.manual_seed(RANDOM_INIT_SEED)
-    target = _backbone_of(spec)
-    if target is not None:
-        backbone: MultiScaleBackbone = target.build()  # every stage out
+    if resolved.target is not None:
+        backbone: MultiScaleBackbone = resolved.target.build()  # every stage out
         if checkpoint:
             backbone.load_pretrained(checkpoint)
         _ready(backbone, device)
@@ -139,9 +131,6 @@ def build_model(spec: str, checkpoint: Optional[str] = None, device: str = 'cpu'
             *_, last = backbone.forward_stages(x, stage)
             return last
         return LoadedModel(spec, backbone, len(backbone.feature_info), stage_output, weights, device)
-    if not timm.is_model(spec):
-        raise UserError(f"unknown model '{spec}': give a timm model name (e.g. recnext_m0, resnet18) "
-                        f"or an mm backbone as TYPE:ARCH ({', '.join(f'{k}:ARCH' for k in MM_BACKBONES)})")
     return _build_timm(spec, checkpoint, weights, device)
 
 

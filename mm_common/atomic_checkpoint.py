@@ -17,6 +17,8 @@ from typing import Callable
 
 import torch
 
+from mm_efficient_backbones.backbones.weights.files import atomic_write
+
 # Test hook: a save whose file name is this value writes half of the file, then stalls, so that
 # a test can kill the process inside a save.
 STALL_ENV = 'MM_EFFICIENT_BACKBONES_STALL_SAVE'
@@ -40,35 +42,13 @@ def _write_then_stall(checkpoint, f) -> None:
 
 
 def atomic_torch_save(checkpoint, path: str) -> None:
-    """``torch.save(checkpoint, path)`` such that ``path`` is never seen half-written."""
-    temp = temp_path(path)
-    try:
+    """``torch.save(checkpoint, path)`` such that ``path`` is never seen half-written: through
+    the package's one atomic write, with a temporary name that ``--resume`` recognises."""
+    with atomic_write(path, temp=temp_path(path)) as temp:
         with open(temp, 'wb') as f:
             if os.environ.get(STALL_ENV) == os.path.basename(path):
                 _write_then_stall(checkpoint, f)
             torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
-    _sync_folder(os.path.dirname(path) or '.')
-
-
-def _sync_folder(folder: str) -> None:
-    """Make the rename itself durable (the folder's entry), where the OS allows it."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _atomic_save_checkpoint(original: Callable) -> Callable:

@@ -24,13 +24,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from mm_efficient_backbones.backbones import MM_BACKBONES
-from mm_efficient_backbones.backbones.checkpoint import load_checkpoint_file, under_prefix
 from mm_efficient_backbones.backbones.errors import UserError, one_line
-from mm_efficient_backbones.backbones.multiscale import guess_family
+from mm_efficient_backbones.backbones.models import registry
+from mm_efficient_backbones.backbones.weights.checkpoint import DETECTOR_PREFIX, load_checkpoint_file, under_prefix
+from mm_efficient_backbones.backbones.weights.fit import fitting_arch, module_shapes, plan_fit
 
 from .legacy import convert_legacy_checkpoint
-from .runtime import allow_mmengine_checkpoints
+from .safe_load import allow_mmengine_checkpoints
 
 # The config key that names the parts of the model a checkpoint is not expected to cover.
 NEW_PARTS_KEY = 'checkpoint_new_parts'
@@ -99,17 +99,6 @@ def _registry_of(cfg):
     return MODELS
 
 
-def _shapes(build) -> Dict[str, Tuple[int, ...]]:
-    """{key: shape} of the module ``build()`` makes: on the meta device (no memory, no init) when
-    the module allows it, else on the CPU."""
-    try:
-        with torch.device('meta'):
-            module = build()
-    except Exception:  # noqa: BLE001  some modules compute values while building; the CPU build says why
-        module = build()
-    return OrderedDict((k, tuple(v.shape)) for k, v in module.state_dict().items())
-
-
 def model_shapes(cfg) -> Dict[str, Tuple[int, ...]]:
     """{state_dict key: shape} of the model ``cfg.model`` builds (no weights are loaded)."""
     models = _registry_of(cfg)
@@ -117,7 +106,7 @@ def model_shapes(cfg) -> Dict[str, Tuple[int, ...]]:
     if isinstance(model_cfg.get('backbone'), dict):
         model_cfg['backbone']['init_cfg'] = None  # the check reads no pretrained file
     try:
-        return _shapes(lambda: models.build(model_cfg))
+        return module_shapes(lambda: models.build(model_cfg))
     except UserError:
         raise
     except (KeyError, TypeError, ValueError, AssertionError) as err:
@@ -142,34 +131,25 @@ def _backbone_name(backbone_cfg: dict) -> str:
 
 def _fitting_arch(backbone_cfg: dict, file_backbone: Dict[str, torch.Tensor]) -> Optional[str]:
     """The arch of the config's family whose backbone the file's backbone tensors fit exactly."""
-    family_cls = MM_BACKBONES[backbone_cfg['type']]
     options = {k: v for k, v in backbone_cfg.items() if k not in ('type', 'arch', 'init_cfg')}
-    for arch in family_cls.archs:
-        try:
-            shapes = _shapes(lambda: family_cls(arch=arch, **options))
-        except (UserError, TypeError, ValueError, KeyError):
-            continue
-        if shapes.keys() >= file_backbone.keys() and all(
-                tuple(v.shape) == shapes[k] for k, v in file_backbone.items()):
-            return arch
-    return None
+    return fitting_arch(registry.family(backbone_cfg['type']).backbone, file_backbone, exact=False, **options)
 
 
 def check_backbone(cfg, path: str, state: Dict[str, torch.Tensor], shapes: Dict[str, tuple]) -> None:
     """Refuse a file whose backbone is of another family or arch than the config's, naming both."""
     backbone_cfg = cfg.model.get('backbone')
-    if not isinstance(backbone_cfg, dict) or backbone_cfg.get('type') not in MM_BACKBONES:
+    if not isinstance(backbone_cfg, dict) or registry.family(backbone_cfg.get('type')) is None:
         return  # not one of our families: the coverage check below still applies
-    file_backbone = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+    file_backbone = {k[len(DETECTOR_PREFIX):]: v for k, v in state.items() if k.startswith(DETECTOR_PREFIX)}
     if not file_backbone:
         return  # no backbone in the file: coverage lists it as missing
     wanted = _backbone_name(backbone_cfg)
-    family = guess_family(file_backbone)
+    family = registry.guess_family(file_backbone)
     if family and family != backbone_cfg['type']:
         raise CheckpointFitError(f'{path} holds a {family} backbone but the config builds {wanted}; '
                                  f'pass a checkpoint of a {wanted} model, or the config of the checkpoint\'s model')
     mismatched = [k for k, v in file_backbone.items()
-                  if f'backbone.{k}' in shapes and tuple(v.shape) != shapes[f'backbone.{k}']]
+                  if DETECTOR_PREFIX + k in shapes and tuple(v.shape) != shapes[DETECTOR_PREFIX + k]]
     if not mismatched:
         return
     arch = _fitting_arch(dict(backbone_cfg), file_backbone)
@@ -179,7 +159,7 @@ def check_backbone(cfg, path: str, state: Dict[str, torch.Tensor], shapes: Dict[
                                  f'pass a {wanted} checkpoint, or set model.backbone.arch={arch}')
     key = mismatched[0]
     raise CheckpointFitError(f'{path}: backbone.{key} has shape {tuple(file_backbone[key].shape)} in the file '
-                             f'but {shapes["backbone." + key]} in the config\'s {wanted} '
+                             f'but {shapes[DETECTOR_PREFIX + key]} in the config\'s {wanted} '
                              f'(and {len(mismatched) - 1} more); it is not a {wanted} checkpoint')
 
 
@@ -201,13 +181,14 @@ def _check_fit(cfg, path: str, checkpoint: dict, allow_partial: bool,
         raise CheckpointFitError(f'{path}: {err}') from None
     shapes = model_shapes(cfg)
     check_backbone(cfg, path, state, shapes)
-    covered = [k for k, shape in shapes.items() if k in state and tuple(state[k].shape) == shape]
-    absent = [k for k in shapes if k not in covered and not k.endswith(IGNORED_SUFFIXES)]
+    report = plan_fit(state, shapes)  # BN counters (IGNORED_SUFFIXES) count as filled, not missing
+    unfit = set(report.missing) | {key for key, _, _ in report.unexplained}
+    absent = [k for k in shapes if k in unfit]
     new_parts = tuple(cfg.get(NEW_PARTS_KEY) or ())
     missing = _by_part([k for k in absent if not under_prefix(k, new_parts)])
-    fit = CheckpointFit(path=path, checkpoint=checkpoint, covered=covered, missing=missing,
-                        new=_by_part([k for k in absent if under_prefix(k, new_parts)]),
-                        unexpected=[k for k in state if k not in shapes])
+    fit = CheckpointFit(path=path, checkpoint=checkpoint, covered=[k for k in shapes if k in set(report.exact)],
+                        missing=missing, new=_by_part([k for k in absent if under_prefix(k, new_parts)]),
+                        unexpected=report.unexpected)
     if missing and not allow_partial:
         totals = Counter(_part(k) for k in shapes if not k.endswith(IGNORED_SUFFIXES))
         listed = ', '.join(f'{part} ({len(keys)} of {totals[part]} tensors)' for part, keys in missing.items())

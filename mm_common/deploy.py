@@ -227,7 +227,7 @@ def install_mmdeploy_fixes() -> None:
 @contextlib.contextmanager
 def exporting():
     """The fixes that apply only while mmdeploy traces a model (RecNeXt's oneDNN fast path
-    stands aside by itself while tracing: backbones.export.is_tracing)."""
+    stands aside by itself while tracing: backbones.models.layers.tracing)."""
     with torchscript_onnx_export():
         yield
 
@@ -277,7 +277,7 @@ def build_pytorch_model(cfg, checkpoint: str):
     from mmengine.registry import MODELS
     from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 
-    from mm_efficient_backbones.mm_common.runtime import allow_mmengine_checkpoints
+    from mm_efficient_backbones.mm_common.safe_load import allow_mmengine_checkpoints
     if not osp.isfile(checkpoint):
         raise UserError(f'checkpoint not found: {checkpoint}')
     allow_mmengine_checkpoints()

@@ -7,7 +7,7 @@ from mm_efficient_backbones.backbones.errors import UserError
 
 from .analysis import check_readable, list_images
 from .checkpoint_fit import check_checkpoint_fits
-from .runtime import allow_mmengine_checkpoints
+from .safe_load import allow_mmengine_checkpoints
 
 # Annotation loading has no place in inference on arbitrary images.
 ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadDepthAnnotation')

@@ -33,7 +33,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from mm_efficient_backbones.backbones.convnext1d import WRAPPED_ORIENTED_CONV_KEY
+from mm_efficient_backbones.backbones.models.convnext1d import WRAPPED_ORIENTED_CONV_KEY
 
 # library -> [(regex on a state_dict key, replacement)], applied in order.
 ORIENTED1D_WRAPPER = (WRAPPED_ORIENTED_CONV_KEY, r'\1.\2')

@@ -37,6 +37,18 @@ def demo_data(tmp_path_factory):
 REFERENCE_OUTPUTS = SHARED / 'data' / 'reference_outputs'
 
 
+def load_script(name: str):
+    """The module of ``scripts/<name>.py`` (research instruments, not installed with the package)."""
+    import importlib.util
+    module_name = f'scripts_{name}'
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, ROOT / 'scripts' / f'{name}.py')
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
+
+
 def set_reference_weights(model, seed: int = 7):
     """Fill ``model``'s state the way reference_outputs/README.md says the authors' was filled."""
     import math

@@ -186,6 +186,19 @@ def test_feature_map_tool_writes_a_grid(demo_data, tmp_path, capsys):
     assert png_size(out) == (5 * panel, 2 * panel)  # input + 5 levels on a 5-column grid
 
 
+def test_analysis_reads_every_spec_that_export_does():
+    """One reader of model names for export, benchmark, erf and feature_maps: TYPE:ARCH:VARIANT too."""
+    from mm_efficient_backbones.backbones import export
+    from mm_efficient_backbones.backbones.models import registry, specs
+    from mm_efficient_backbones.mm_common import analysis
+    assert analysis.resolve is specs.resolve is export.resolve
+    for spec in registry.model_names() + registry.backbone_specs():  # what export --all exports
+        assert specs.resolve(spec, any_timm=True).target is not None, spec
+    loaded = analysis.build_model('ConvNeXt1D:demo:2d')
+    assert loaded.module.variant == '2d' and loaded.num_stages == 4
+    assert loaded.stage_output(torch.randn(1, 3, 32, 32), 3).shape[1] == loaded.module.out_channels[3]
+
+
 @pytest.fixture
 def bad_inputs(demo_data, tmp_path):
     empty = tmp_path / 'empty'
@@ -200,8 +213,8 @@ def bad_inputs(demo_data, tmp_path):
     ('erf', ['--models', 'recnext_m0', '--images', '{empty}'],
      'error: no images (.jpg, .jpeg, .png, .bmp, .webp, .tif, .tiff) in {empty}'),
     ('erf', ['--models', 'no_such_net', '--images', '{images}'],
-     "error: unknown model 'no_such_net': give a timm model name (e.g. recnext_m0, resnet18) "
-     'or an mm backbone as TYPE:ARCH (RecNeXt:ARCH, RepNeXt:ARCH, ReXNet:ARCH, ConvNeXt1D:ARCH)'),
+     "error: unknown model 'no_such_net': give a timm model name (e.g. convnext_tiny_1d, resnet18) "
+     'or an mm backbone as TYPE:ARCH (ConvNeXt1D:ARCH[:VARIANT], RecNeXt:ARCH, RepNeXt:ARCH, ReXNet:ARCH)'),
     ('erf', ['--models', 'recnext_m0', '--images', '{broken}'],
      'error: cannot read image {broken}/a.jpg: not an image file, or a damaged one'),
     ('erf', ['--models', 'recnext_m0', '--images', '{images}', '--stage', '4'],

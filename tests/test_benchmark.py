@@ -8,9 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import load_script
+
+from mm_efficient_backbones.backbones import benchmarking
+from mm_efficient_backbones.backbones.benchmarking import SpeedOptions, counting
 from mm_efficient_backbones.backbones.errors import UserError
-from mm_efficient_backbones.backbones import benchmarking, counting
-from mm_efficient_backbones.backbones.benchmarking import SpeedOptions
+from mm_efficient_backbones.backbones.models import registry
 from mm_efficient_backbones.tools import benchmark
 
 
@@ -38,9 +41,10 @@ def test_fused_conv_kernels_are_counted_as_the_convs_they_replace():
 
 
 def test_model_selection_globs_project_models_and_takes_exact_timm_names():
-    ours = benchmarking.project_models()
+    ours = registry.model_names()
     assert 'recnext_m3' in ours and 'resnet50' not in ours
     assert benchmarking.select_models(['recnext_m[01]', 'resnet18']) == ['recnext_m0', 'recnext_m1', 'resnet18']
+    assert benchmarking.select_models(['ConvNeXt1D:demo:2d']) == ['ConvNeXt1D:demo:2d']
     assert benchmarking.select_models(None) == ours
     with pytest.raises(UserError, match="no model matches 'nosuch_\\*'"):
         benchmarking.select_models(['nosuch_*'])
@@ -52,35 +56,37 @@ def test_differences_are_explained_by_the_papers_precision():
     assert benchmarking.difference(6.853, '6.8') == (pytest.approx(0.053), 'paper truncates')
     assert benchmarking.difference(1.147, '1.2') == (pytest.approx(-0.053), '')
     assert benchmarking.difference(1.0, None) == (None, '')
-    # Every family of the issue is in the one table, with its precision kept.
-    assert {benchmarking.family_of(name) for name in benchmarking.PUBLISHED} == {'recnext', 'repnext', 'rexnet', 'convnext'}
+    # Every family has published sizes in the one table, with its precision kept.
+    assert {registry.family_of_model(name).type for name in benchmarking.PUBLISHED} == {
+        record.type for record in registry.families()}
     assert benchmarking.PUBLISHED['rexnet_200']['params'] == '16'
 
 
 def test_published_numbers_come_from_the_zoo_table():
-    from mm_efficient_backbones.backbones import zoo
+    from mm_efficient_backbones.backbones.weights import zoo
     for name, paper in benchmarking.PUBLISHED.items():
         assert (paper['params'], paper['macs']) == (zoo.model(name).params, zoo.model(name).macs)
 
 
 def test_markdown_rows_list_every_config_with_its_published_result():
     """The cells that were '-' for configs that exist (ReXNet, ConvNeXt-B, ConvNeXt-T-2D)."""
-    assert benchmarking.configs_cell('recnext_m3').split('<br>') == [
+    zoo_table = load_script('zoo_table')
+    assert zoo_table.configs_cell('recnext_m3').split('<br>') == [
         '`recnext_m3_coco.py` (Mask R-CNN 1x): 41.7 box AP / 38.6 mask AP',
         '`recnext_m3_ade20k.py` (Semantic FPN 80k): 41.0 mIoU',
         '`recnext_m3_ade20k_upernet.py` (UPerNet 160k): -']
-    assert benchmarking.configs_cell('rexnet_100').split('<br>') == [
+    assert zoo_table.configs_cell('rexnet_100').split('<br>') == [
         '`rexnet_100_coco_faster_rcnn.py` (Faster R-CNN 1x): 38.5 box AP',
         '`rexnet_100_coco.py` (Mask R-CNN 1x): 38.9 box AP / 35.4 mask AP',
         '`rexnet_100_ade20k.py` (Semantic FPN 80k): -']
-    assert benchmarking.configs_cell('convnext_base_2d').split('<br>') == [
+    assert zoo_table.configs_cell('convnext_base_2d').split('<br>') == [
         '`convnext1d_base_2d_coco.py` (Cascade Mask R-CNN 3x): 52.4 box AP / 45.2 mask AP',
         '`convnext1d_base_2d_ade20k.py` (UPerNet 160k): 49.4 mIoU (multi-scale)']
-    assert benchmarking.configs_cell('recnext_m0') == benchmarking.configs_cell('resnet18') == '-'
-    assert benchmarking.imagenet_weights('recnext_m3') == 'release: `recnext_m3.dist_in1k`, `recnext_m3.in1k`'
-    assert benchmarking.imagenet_weights('convnext_tiny_1d') == 'Google Drive, convert'
-    assert benchmarking.imagenet_weights('resnet18') == '-'
-    table = benchmarking.markdown_table([benchmarking.size_row('recnext_m0')], [])
+    assert zoo_table.configs_cell('recnext_m0') == zoo_table.configs_cell('resnet18') == '-'
+    assert zoo_table.imagenet_weights('recnext_m3') == 'release: `recnext_m3.dist_in1k`, `recnext_m3.in1k`'
+    assert zoo_table.imagenet_weights('convnext_tiny_1d') == 'Google Drive, convert'
+    assert zoo_table.imagenet_weights('resnet18') == '-'
+    table = zoo_table.markdown_table([benchmarking.size_row('recnext_m0')], [])
     (row,) = [line for line in table.splitlines() if line.startswith('| recnext_m0 |')]
     assert row.endswith('| release: `recnext_m0.dist_in1k`, `recnext_m0.in1k` | - |')
 
@@ -88,7 +94,7 @@ def test_markdown_rows_list_every_config_with_its_published_result():
 def test_tool_runs_end_to_end_on_a_tiny_input(tmp_path, capsys):
     out = tmp_path / 'result.json'
     assert benchmark.main(['--models', 'recnext_m0', '--shapes', '1x32x48', '--devices', 'cpu',
-                           '--warmup', '0', '--repeats', '2', '--json', str(out), '--markdown']) == 0
+                           '--warmup', '0', '--repeats', '2', '--json', str(out)]) == 0
     result = json.loads(out.read_text())
     assert result['mac_counter'] == 'torch.utils.flop_counter.FlopCounterMode'
     (size,) = result['sizes']
@@ -99,8 +105,13 @@ def test_tool_runs_end_to_end_on_a_tiny_input(tmp_path, capsys):
         rates = speed[form]['img_per_s']
         assert 0 < rates['min'] <= rates['median'] <= rates['max'] and rates['repeats'] == 2
         assert speed[form]['peak_mib'] > 0
-    table = capsys.readouterr().out
-    assert '| recnext_m0 | 2.50 | 0.40 | 2.5 M / 0.4 G |' in table
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[2].split()[:2] == ['recnext_m0', '2.50']
+
+
+def test_zoo_table_script_prints_the_readme_rows(capsys):
+    assert load_script('zoo_table').main(['--models', 'recnext_m0']) == 0
+    assert '| recnext_m0 | 2.50 | 0.40 | 2.5 M / 0.4 G |' in capsys.readouterr().out
 
 
 def test_bad_shape_is_a_one_line_error(capsys):
@@ -158,18 +169,18 @@ def test_floor_kernels_compute_the_op_they_stand_for(conv):
     with torch.inference_mode():
         want = F.gelu(x) if isinstance(conv, nn.GELU) else F.conv2d(
             x, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
-        for name, kernel in benchmarking.bare_kernels(conv, x).items():
+        for name, kernel in load_script('kernel_floor').bare_kernels(conv, x).items():
             got = kernel()
             got = got.to_dense() if got.is_mkldnn else got
             if name == 'GEMM':
                 got = got.reshape(2, 9, 11, -1).permute(0, 3, 1, 2)
             assert torch.allclose(got, want, atol=1e-5), name
     if isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1):
-        assert 'GEMM' in benchmarking.bare_kernels(conv, x)
+        assert 'GEMM' in load_script('kernel_floor').bare_kernels(conv, x)
 
 
 def test_floor_bounds_the_deploy_speedup_from_the_same_rounds(capsys):
-    (row,) = benchmarking.compute_floor('recnext_m0', [(1, 32, 32)], SpeedOptions(warmup=0, repeats=2))
+    (row,) = load_script('kernel_floor').compute_floor('recnext_m0', [(1, 32, 32)], SpeedOptions(warmup=0, repeats=2))
     assert set(row['floor_parts_ms']) == {'1x1 convs', 'other convs', 'GELU'}
     assert row['floor_ms'] == pytest.approx(sum(row['floor_parts_ms'].values()), rel=0.5)
     # 2 stem convs, and per block and downsample: depthwise convs and two 1x1 convs and a GELU.

@@ -14,8 +14,11 @@ import timm
 import torch
 from torch import nn
 
-from mm_efficient_backbones.backbones import FAMILY_KEY_SIGNATURES, MODEL_TO_BACKBONE, RecNeXtBackbone, weights
-from mm_efficient_backbones.backbones.multiscale import MultiScaleBackbone
+from mm_efficient_backbones.backbones import MODEL_TO_BACKBONE, RecNeXtBackbone
+from mm_efficient_backbones.backbones.models import registry
+from mm_efficient_backbones.backbones.weights import fit
+from mm_efficient_backbones.backbones.weights import pipeline as weights
+from mm_efficient_backbones.backbones.models.multiscale import MultiScaleBackbone
 from conftest import ROOT, reference_shapes
 from mm_efficient_backbones.tools import convert_to_backbone_weights as convert
 
@@ -270,8 +273,11 @@ class TinyClassifier(nn.Module):
 
 @pytest.fixture
 def tiny_family(monkeypatch):
-    monkeypatch.setitem(MODEL_TO_BACKBONE, 'tiny_k13', weights.BackboneTarget(TinyKernelBackbone, 'k13'))
-    monkeypatch.setitem(FAMILY_KEY_SIGNATURES, 'TinyKernel', r'^layers\.\d+\.dwconv\.weight$')
+    """A family declared the way a family file declares one, for this test only."""
+    record = registry.Family(type='TinyKernel', backbone=TinyKernelBackbone, classifiers=(TinyClassifier,),
+                             archs=TinyKernelBackbone.archs, models={'tiny_k13': registry.Model('k13')},
+                             key_signature=r'^layers\.\d+\.dwconv\.weight$')
+    monkeypatch.setitem(registry._FAMILIES, record.type, record)
 
 
 def zero_outside_centre(weight: torch.Tensor, width: int) -> torch.Tensor:
@@ -331,7 +337,7 @@ def test_kernels_are_centre_cropped(tmp_path, capsys, tiny_family):
     ((96, 1, 1, 31), (96, 1, 1, 31), None),  # nothing to crop
 ])
 def test_centre_crop_window(source, target, window):
-    assert weights.centre_crop_window(source, target) == window
+    assert fit.centre_crop_window(source, target) == window
 
 
 def test_uncroppable_tiny_mismatch_fails(tmp_path, capsys, tiny_family):
@@ -439,7 +445,8 @@ def test_pickled_objects_need_trust(tmp_path, capsys):
 
 def test_unknown_model_lists_valid_names(tmp_path, capsys):
     assert_fails_cleanly(capsys, args_for('recnext_m9', tmp_path / 'x.pth', tmp_path / 'out'),
-                         r"unknown model 'recnext_m9': choose one of recnext_m0, recnext_m1, .*recnext_m5",
+                         r"unknown model 'recnext_m9': did you mean recnext_m\d, recnext_m\d, recnext_m\d\? choose one of .*recnext_m0, "
+                         r"recnext_m1, ",
                          tmp_path / 'out', code=2)
 
 

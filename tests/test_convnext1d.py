@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from mm_efficient_backbones import backbones
 from mm_efficient_backbones.backbones import MODEL_TO_BACKBONE, BackboneConfigError, ConvNeXt1DBackbone
-from mm_efficient_backbones.backbones.convnext1d import CLASSIFIER_KERNELS, DOWNSTREAM_KERNELS, ConvNeXt1D
-from mm_efficient_backbones.backbones.oriented_conv import OrientedConv1d
+from mm_efficient_backbones.backbones.models.convnext1d import CLASSIFIER_KERNELS, DOWNSTREAM_KERNELS, ConvNeXt1D
+from mm_efficient_backbones.backbones.models.layers.oriented_conv import OrientedConv1d
 from conftest import assert_matches_reference, load_reference, reference_shapes, set_reference_weights
 
 VARIANTS = ['1d', '1dpp', '2d', '2dpp']
@@ -120,7 +120,7 @@ def test_cropping_equals_zeroing_the_taps_outside_the_window(variant, tmp_path):
 
 
 def test_converter_resolves_oriented1d_spelling():
-    from mm_efficient_backbones.backbones.weights import FamilyRules
+    from mm_efficient_backbones.backbones.weights.pipeline import FamilyRules
     from mm_efficient_backbones.tools.convert_to_backbone_weights import parse_args
     args = parse_args(['--model', 'convnext_tiny', '--variant', '1d', '--checkpoint', 'x.pth', '--output_dir', 'o'])
     target = MODEL_TO_BACKBONE[args.model]
@@ -230,8 +230,28 @@ def test_demo_training_iteration_mmseg(demo_data, tmp_path):
 
 
 def test_family_is_registered():
-    from mm_efficient_backbones.backbones.multiscale import guess_family
+    from mm_efficient_backbones.backbones.models.registry import guess_family
     assert backbones.MM_BACKBONES['ConvNeXt1D'] is ConvNeXt1DBackbone
     with torch.device('meta'):
         assert guess_family(ConvNeXt1D('demo', variant='2d').state_dict()) == 'ConvNeXt1D'
     assert 'ConvNeXt' in ConvNeXt1DBackbone.__name__  # what the mm decay constructors test for
+
+
+@pytest.mark.parametrize('layout', ['classifier', 'wrapped'])
+def test_pretrained_cfg_overlay_reads_oriented1d_files(layout, tmp_path):
+    """timm's own loader reads Oriented1D's files (a {'model', 'model_ema'} release; also
+    with every oriented conv in its detection code's ``Wrapper``) through the family's filter."""
+    import re
+    from conftest import set_reference_weights
+    from mm_efficient_backbones.backbones.models.convnext1d import WRAPPED_ORIENTED_CONV_KEY
+    source = set_reference_weights(timm.create_model('convnext_tiny_1dpp')).state_dict()
+    state = source
+    if layout == 'wrapped':
+        state = {re.sub(r'^(.*\.(?:dwconv[12]?|dw[12]))\.(weight|bias|theta)$', r'\1.conv.\2', k): v
+                 for k, v in source.items()}
+        assert sum(bool(re.match(WRAPPED_ORIENTED_CONV_KEY, k)) for k in state) > 20
+    torch.save({'model': state, 'epoch': 299}, tmp_path / 'convnext_tiny_1dpp.pth')
+    model = timm.create_model('convnext_tiny_1dpp', pretrained=True,
+                              pretrained_cfg_overlay=dict(file=str(tmp_path / 'convnext_tiny_1dpp.pth')))
+    loaded = model.state_dict()
+    assert loaded.keys() == source.keys() and all(torch.equal(loaded[k], v) for k, v in source.items())

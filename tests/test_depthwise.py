@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from mm_efficient_backbones.backbones.depthwise import DepthwiseConv2d
+from mm_efficient_backbones.backbones.models.layers.depthwise import DepthwiseConv2d
 
 
 @pytest.mark.parametrize('stride', [1, 2])

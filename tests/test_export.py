@@ -11,6 +11,8 @@ import torch
 from torch import nn
 
 from mm_efficient_backbones.backbones import ConvNeXt1DBackbone, export
+from mm_efficient_backbones.backbones.models import registry
+from mm_efficient_backbones.backbones.models.specs import SpecError, deploy_form, resolve
 from mm_efficient_backbones.tools import export as export_tool
 
 pytest.importorskip('onnxscript')  # torch's dynamo exporter builds its graphs with it
@@ -48,7 +50,7 @@ def test_onnx_export_of_a_classifier_equals_the_training_form(model, tmp_path, m
 
     def with_statistics(spec, checkpoint=None):
         target = built(spec, checkpoint)
-        target.deploy = export._deploy_form(with_random_statistics(target.training))
+        target.deploy = deploy_form(with_random_statistics(target.training))
         targets.append(target)
         return target
     monkeypatch.setattr(export, 'build_target', with_statistics)
@@ -173,14 +175,18 @@ def test_config_and_checkpoint_go_to_mmdeploy(tmp_path, monkeypatch, capsys):
 
 
 def test_every_model_and_backbone_is_exportable():
-    from mm_efficient_backbones.backbones import MODEL_TO_BACKBONE
-    models = export.project_models()
-    # Every classifier the project registers has a backbone twin, and no timm model is taken in.
-    assert set(models) == set(MODEL_TO_BACKBONE) and 'resnet50' not in models
-    assert len(models) == 42 and {'recnext_m3', 'repnext_m5', 'rexnet_lite_100', 'rexnetr_300', 'rexnet_090',
-                                  'rexnet_220', 'convnext_base_2dpp'} <= set(models)
-    specs = export.mm_backbone_specs()
-    assert {'RecNeXt:m3', 'RepNeXt:m0', 'ReXNet:1.0', 'ConvNeXt1D:tiny:1d'} <= set(specs)
+    """export --all's list: every model and every TYPE:ARCH[:VARIANT] of every family, each of
+    which builds a target (shapes only: on the meta device)."""
+    for record in registry.families():
+        specs = [spec for spec in registry.backbone_specs() if spec.startswith(record.type + ':')]
+        assert specs == record.specs() and len(specs) == len(record.archs) * max(1, len(record.variants))
+        assert set(record.models) <= set(registry.model_names())
+    for spec in registry.model_names() + registry.backbone_specs():
+        resolved = resolve(spec)
+        assert resolved.family is not None, spec
+    assert 'resnet50' not in registry.model_names()
+    with pytest.raises(SpecError, match="unknown model 'resnet50'"):
+        export.build_target('resnet50')
 
 
 def test_bf16_is_refused_without_bf16_units(tmp_path):

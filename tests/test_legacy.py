@@ -142,7 +142,7 @@ def test_legacy_checkpoint_evaluates_like_its_3x_twin(task, via, demo_data, tmp_
     assert legacy_metric == twin_metric
     assert same(legacy_predictions, twin_predictions)
     if via == 'url':
-        # Cached under its name plus a hash of the whole URL (backbones.hub.cached_path).
+        # Cached under its name plus a hash of the whole URL (backbones.weights.hub.cached_path).
         assert list((tmp_path / 'torch' / 'hub' / 'checkpoints').glob('legacy.url*.pth'))
 
 

@@ -19,7 +19,7 @@ from conftest import ROOT, set_reference_weights
 from test_convert import one_thread  # noqa: F401 (autouse: the models here are tiny)
 from mm_efficient_backbones.backbones import (CheckpointError, ConvNeXt1DBackbone, RecNeXtBackbone,
                                               RepNeXtBackbone, ReXNetBackbone)
-from mm_efficient_backbones.backbones.oriented_conv import OrientedConv1d
+from mm_efficient_backbones.backbones.models.layers.oriented_conv import OrientedConv1d
 
 needs_mmdet = pytest.mark.skipif(importlib.util.find_spec('mmdet') is None, reason='mmdet is not installed')
 

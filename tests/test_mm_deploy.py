@@ -56,7 +56,8 @@ def test_recnext_traces_the_standard_ops_while_exporting(tmp_path):
     import onnx
     import onnxruntime
 
-    from mm_efficient_backbones.backbones import MM_BACKBONES, recnext
+    from mm_efficient_backbones.backbones import MM_BACKBONES
+    from mm_efficient_backbones.backbones.models import recnext
     from mm_efficient_backbones.mm_common import deploy
     model = MM_BACKBONES['RecNeXt'](arch='m0', out_indices=(3,)).eval().switch_to_deploy()
     x = torch.randn(1, 3, 64, 96)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mm_efficient_backbones.backbones.oriented_conv import (OrientedConv1d, oriented_angles, oriented_conv1d, plan_groups,
+from mm_efficient_backbones.backbones.models.layers.oriented_conv import (OrientedConv1d, oriented_angles, oriented_conv1d, plan_groups,
                                                            prepare_plans)
 
 DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])

@@ -210,7 +210,7 @@ def test_pickled_objects_need_trust(tmp_path):
 
 def test_params_and_macs_match_the_paper():
     """The README's model table: deploy-form params and MACs at 224 vs the paper."""
-    from mm_efficient_backbones.backbones.counting import count_macs, count_params
+    from mm_efficient_backbones.backbones.benchmarking.counting import count_macs, count_params
     from mm_efficient_backbones.backbones.benchmarking import PUBLISHED
     for name in (f'recnext_{arch}' for arch in ARCHS):
         paper_params, paper_macs = (float(PUBLISHED[name][key]) for key in ('params', 'macs'))

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mm_efficient_backbones.backbones import MODEL_TO_BACKBONE, BackboneConfigError, RecNeXtBackbone
-from mm_efficient_backbones.backbones.recnext import RecAttn2d, RecConv2d, linear_attention
+from mm_efficient_backbones.backbones.models.recnext import RecAttn2d, RecConv2d, linear_attention
 from conftest import assert_matches_reference, load_reference, reference_shapes, set_reference_weights
 from test_recnext import randomize_bn
 

@@ -10,7 +10,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mm_efficient_backbones import backbones
 from mm_efficient_backbones.backbones import RepNeXtBackbone
-from mm_efficient_backbones.backbones.repnext import (ChunkConv, MediumRepConv, SingleKernelChunkConv, SmallRepConv,
+from mm_efficient_backbones.backbones.models.repnext import (ChunkConv, MediumRepConv, SingleKernelChunkConv, SmallRepConv,
                                collapse_chunk_convs)
 from conftest import (assert_matches_reference, load_reference, reference_shapes,
                       set_reference_weights)
@@ -47,7 +47,7 @@ def test_state_dict_matches_reference(arch):
 def test_registered_for_mm_and_converter():
     assert backbones.MM_BACKBONES['RepNeXt'] is RepNeXtBackbone
     assert backbones.MODEL_TO_BACKBONE['repnext_m3'] == (RepNeXtBackbone, 'm3')
-    assert backbones.multiscale.guess_family(reference_shapes('repnext_m0')) == 'RepNeXt'
+    assert backbones.guess_family(reference_shapes('repnext_m0')) == 'RepNeXt'
 
 
 # ---- the authors' function, in every form ----------------------------------------------

@@ -14,9 +14,9 @@ from conftest import (ROOT, assert_matches_reference, load_reference, reference_
 from mm_efficient_backbones import backbones  # noqa: F401  (registers rexnet_lite_* with timm)
 from mm_efficient_backbones.backbones import (REXNET_ARCHS, BackboneConfigError, CheckpointError, MultiScaleBackbone,
                        ReXNetBackbone)
-from mm_efficient_backbones.backbones.checkpoint import split_keys
-from mm_efficient_backbones.backbones.rexnet import clovaai_to_timm
-from mm_efficient_backbones.backbones.timm_features import TimmFeaturesBackbone
+from mm_efficient_backbones.backbones.weights.checkpoint import split_keys
+from mm_efficient_backbones.backbones.models.rexnet import clovaai_to_timm
+from mm_efficient_backbones.backbones.models.timm_features import TimmFeaturesBackbone
 from mm_efficient_backbones.tools.convert_to_backbone_weights import main as convert
 
 LITE = {'100': '1.0', '130': '1.3', '150': '1.5', '200': '2.0'}
@@ -75,6 +75,96 @@ def test_lite_reproduces_clovaai_outputs_unfused_and_fused(tag):
     assert_matches_reference(model, reference)
     assert_matches_reference(model.fuse(), reference)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+# ---- the family takes over timm's names, keeping timm's weights and cfgs --------------------
+def test_timm_names_build_our_rexnet_with_timms_pretrained_cfgs():
+    from timm.models import rexnet as timm_rexnet
+    from mm_efficient_backbones.backbones.models import registry
+    from mm_efficient_backbones.backbones.models.rexnet import ReXNet
+    assert registry.family_of_model('rexnet_100').type == 'ReXNet'
+    for name in ('rexnet_100', 'rexnetr_200', 'rexnet_300'):
+        assert type(timm.create_model(name, pretrained=False)) is ReXNet
+        # timm's own tags, hub ids and preprocessing, as timm declares them
+        theirs = timm_rexnet.default_cfgs[name]
+        assert sorted(tag.split('.', 1)[1] for tag in timm.list_pretrained(f'{name}.*')) == sorted(
+            tag for tag in theirs.tags if theirs.cfgs[tag].has_weights)
+        cfg = timm.models.get_pretrained_cfg(name)
+        assert cfg.hf_hub_id == f'timm/{name}.{theirs.tags[0]}' and cfg.crop_pct == theirs.cfgs[theirs.tags[0]].crop_pct
+    assert timm.models.get_pretrained_cfg('rexnetr_200.sw_in12k').num_classes == 11821
+    # every name taken over builds timm's own model, tensor for tensor (timm's factories are
+    # still in timm's module, only no longer registered)
+    taken = [name for name in registry.family('ReXNet').models if hasattr(timm_rexnet, name)]
+    assert len(taken) == 10
+    for name in taken:
+        with torch.device('meta'):
+            ours, theirs = timm.create_model(name), getattr(timm_rexnet, name)()
+        assert type(theirs) is timm_rexnet.RexNet
+        assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+
+
+@pytest.mark.parametrize('layout', ['timm', 'clovaai'])
+def test_pretrained_cfg_overlay_reads_a_file_in_either_layout(layout, clovaai_100, tmp_path):
+    """timm's own loader reads timm's layout (timm's RexNet class, weights as timm publishes them)
+    and clovaai's ReXNetV1 file through the family's checkpoint filter."""
+    from timm.models import rexnet as timm_rexnet
+    reference, clovaai_state = clovaai_100
+    if layout == 'timm':
+        theirs = timm_rexnet.RexNet(width_mult=1.0)  # timm's own class, BatchNormAct2d and all
+        theirs.load_state_dict(clovaai_to_timm(clovaai_state), strict=True)
+        saved = theirs.state_dict()
+    else:
+        saved = clovaai_state
+    torch.save(saved, tmp_path / 'weights.pth')
+    model = timm.create_model('rexnet_100', pretrained=True,
+                              pretrained_cfg_overlay=dict(file=str(tmp_path / 'weights.pth')))
+    assert_matches_reference(model, reference)
+
+
+@pytest.mark.parametrize('width', LITE)
+def test_pretrained_cfg_overlay_reads_a_clovaai_lite_file(width, tmp_path):
+    with torch.device('meta'):
+        shapes = {k: tuple(v.shape) for k, v in timm.create_model(f'rexnet_lite_{width}').state_dict().items()}
+    state = set_reference_weights(StateHolder(shapes)).state_dict()
+    torch.save(state, tmp_path / 'lite.pth')
+    model = timm.create_model(f'rexnet_lite_{width}', pretrained=True,
+                              pretrained_cfg_overlay=dict(file=str(tmp_path / 'lite.pth')))
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in state.items())
+
+
+# ---- plain norms: SyncBN keeps every activation ------------------------------------------------
+@pytest.mark.parametrize('build', [lambda: timm.create_model('rexnet_100'), lambda: ReXNetBackbone('1.0'),
+                                   lambda: timm.create_model('rexnetr_100'), lambda: ReXNetBackbone('lite_1.0')],
+                         ids=['classifier', 'backbone', 'classifier-r', 'backbone-lite'])
+def test_mmengines_sync_batchnorm_conversion_keeps_the_outputs(build):
+    """mmengine's convert_sync_batchnorm (what its Runner applies with sync_bn='torch') rebuilds
+    every BN as a bare SyncBatchNorm: no norm of ours may hold an activation."""
+    from mmengine.model import convert_sync_batchnorm
+    from timm.layers import BatchNormAct2d
+    torch.manual_seed(0)
+    model = set_reference_weights(build()).eval()
+    assert not any(isinstance(module, BatchNormAct2d) for module in model.modules())
+    synced = convert_sync_batchnorm(build(), 'torch')
+    assert any(isinstance(module, torch.nn.SyncBatchNorm) for module in synced.modules())
+    synced.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(1, 3, 96, 128)
+    for want, got in zip(*(out if isinstance(out, tuple) else (out,) for out in
+                          (eval_features(model, x), eval_features(synced.eval(), x))), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_no_family_builds_a_norm_with_an_activation_inside():
+    """The other families' norms are plain too (checked on every model, shape-only builds)."""
+    from timm.layers import BatchNormAct2d
+    from mm_efficient_backbones.backbones.models import registry
+    for record in registry.families():
+        for name, entry in record.models.items():
+            with torch.device('meta'):
+                models = [timm.create_model(name), registry.backbone_target(name).build()]
+            for model in models:
+                assert not any(isinstance(m, BatchNormAct2d) or (
+                    isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and len(list(m.children())))
+                    for m in model.modules()), name
 
 
 # ---- clovaai's full ReXNetV1 layout -> timm ----------------------------------------------------

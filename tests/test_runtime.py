@@ -66,16 +66,18 @@ def test_one_line_drops_registry_prefixes():
 
 
 def test_sync_bn_conversion_keeps_timm_norm_activations():
-    """Multi-GPU runs convert BN to SyncBN; ReXNet's BatchNormAct2d must keep its activation."""
+    """Multi-GPU runs convert BN to SyncBN; a timm BatchNormAct2d must keep its activation. (Our
+    families hold none: tests/test_rexnet.py runs mmengine's own converter on ReXNet. A timm
+    model through TimmFeaturesBackbone may: timm's own RexNet class here.)"""
     import mmengine.runner.runner as runner_module
     from timm.layers import BatchNormAct2d
     from timm.layers.norm_act import SyncBatchNormAct
+    from timm.models.rexnet import RexNet
 
-    from mm_efficient_backbones.backbones import ReXNetBackbone
     from mm_efficient_backbones.mm_common.runtime import keep_norm_activations_in_sync_bn, sync_batchnorm_keeping_activations
 
     torch.manual_seed(0)
-    backbone = ReXNetBackbone('1.0').eval()
+    backbone = RexNet(width_mult=1.0).eval()
     norm_acts = sum(isinstance(m, BatchNormAct2d) for m in backbone.modules())
     x = torch.randn(1, 3, 64, 80)
     with torch.no_grad():

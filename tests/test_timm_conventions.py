@@ -1,32 +1,46 @@
-"""timm's conventions for every timm model of the project (issue 18 part 7).
+"""timm's conventions for every timm model of the project, read from the family records.
 
-For each model: ``timm.create_model(name, features_only=True, out_indices=...)`` builds, its
-outputs and feature_info equal the classifier's own stage outputs (read by forward hooks
-on the modules its feature_info names), and so do ``forward_intermediates`` (every
-``indices`` form, ``stop_early``) and the model left by ``prune_intermediate_layers``.
-One odd input size and one even one, small.
+For each model: an explicit ``@register_model`` factory in its family file;
+``timm.create_model(name, features_only=True, out_indices=...)`` builds, its outputs and
+feature_info equal the classifier's own stage outputs (read by forward hooks on the modules
+its feature_info names), and so do ``forward_intermediates`` (every ``indices`` form,
+``stop_early``) and the model left by ``prune_intermediate_layers``; ``group_matcher`` groups
+every parameter, stem first and head last. For each classifier class: gradient
+checkpointing gives the same gradients. One odd input size and one even one, small.
 """
 import copy
+import inspect
+import re
+import sys
 
 import pytest
 import timm
 import torch
+from timm.models import group_parameters
 
 from conftest import set_reference_weights
 
-from mm_efficient_backbones import backbones
 from mm_efficient_backbones.backbones import BackboneConfigError
+from mm_efficient_backbones.backbones.models import registry
 
-# Every timm model of the project: its own registrations and the timm models its mm
-# backbones wrap (MODEL_TO_BACKBONE names them all).
-MODELS = sorted(backbones.MODEL_TO_BACKBONE)
+# Every timm model of the project, from the family records.
+MODELS = registry.model_names()
 INPUTS = [(1, 3, 45, 61), (2, 3, 64, 64)]
 
 
-def test_the_project_has_42_timm_models_and_registers_its_own():
-    assert len(MODELS) == 42
-    for name in ('rexnet_090', 'rexnet_220', 'recnext_m3', 'repnext_m3', 'convnext_tiny_1dpp', 'rexnet_lite_100'):
-        assert name in MODELS and timm.is_model(name)
+@pytest.mark.parametrize('family', registry.families(), ids=lambda record: record.type)
+def test_every_model_has_an_explicit_factory_in_its_family_file(family):
+    """``grep 'def recnext_m3'`` finds it: one thin ``@register_model`` function per name, in the
+    module that declares the family, calling the family's one ``_create_<family>`` helper."""
+    module = sys.modules[family.backbone.__module__]
+    (helper,) = re.findall(r'^def (_create_\w+)\(', inspect.getsource(module), re.M)
+    assert family.models
+    for name in family.models:
+        factory = timm.models.model_entrypoint(name)
+        assert factory is getattr(module, name) and factory.__module__ == module.__name__, name
+        code = inspect.getsource(factory)
+        assert code.startswith(f'@register_model\ndef {name}(pretrained: bool = False, **kwargs)'), code
+        assert f"return {helper}('{name}', pretrained, **kwargs)" in code, code
 
 
 def stage_outputs(model, x):
@@ -134,3 +148,53 @@ def test_pretrained_from_a_local_file_loads_it(tmp_path):
                               pretrained_cfg_overlay=dict(file=str(tmp_path / 'rexnet_090.pth')))
     for key, value in source.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_group_matcher_groups_every_parameter_stem_first_head_last(classifier):
+    """timm's layer-wise LR decay (``param_groups_layer_decay``) reads these groups."""
+    name, model = classifier
+    for coarse in (True, False):
+        groups = group_parameters(model, model.group_matcher(coarse=coarse))
+        grouped = [param for params in groups.values() for param in params]
+        assert sorted(grouped) == sorted(name for name, _ in model.named_parameters()), name
+        ordered = sorted(groups)
+        first, last = groups[ordered[0]], groups[ordered[-1]]
+        assert model.pretrained_cfg['first_conv'] + '.weight' in first, (name, first)
+        head = model.pretrained_cfg['classifier']
+        heads = (head,) if isinstance(head, str) else tuple(head)
+        assert any(param.startswith(heads) for param in last), (name, last)
+        if not coarse:
+            assert len(groups) > len(model.feature_info), name  # a group per block
+
+
+CLASSIFIER_CLASSES = [(record, cls) for record in registry.families() for cls in record.classifiers]
+
+
+def first_model_of(record, cls) -> str:
+    """The first model of ``record`` that builds a ``cls`` (shape-only builds)."""
+    for name in record.models:
+        with torch.device('meta'):
+            if type(timm.create_model(name)) is cls:
+                return name
+    raise AssertionError(f'{record.type}: no model builds a {cls.__name__}')
+
+
+@pytest.mark.parametrize('record, cls', CLASSIFIER_CLASSES, ids=[cls.__name__ for _, cls in CLASSIFIER_CLASSES])
+def test_gradient_checkpointing_gives_the_same_gradients(record, cls):
+    """Per classifier class (what checkpointing touches), on its family's first model of it."""
+    name = first_model_of(record, cls)
+    torch.manual_seed(0)
+    model = set_reference_weights(timm.create_model(name, num_classes=5, drop_rate=0.0, drop_path_rate=0.0)).train()
+    x = torch.randn(2, 3, 45, 61)
+    gradients = []
+    for enable in (False, True):
+        model.zero_grad()
+        model.set_grad_checkpointing(enable)
+        assert model.grad_checkpointing is enable
+        torch.manual_seed(1)
+        model(x).square().mean().backward()
+        gradients.append({key: param.grad.clone() for key, param in model.named_parameters()
+                          if param.grad is not None})
+    assert gradients[0].keys() == gradients[1].keys() and gradients[0]
+    for key, grad in gradients[0].items():
+        torch.testing.assert_close(gradients[1][key], grad, rtol=1e-4, atol=1e-6, msg=key)

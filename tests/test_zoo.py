@@ -1,14 +1,14 @@
-"""backbones/zoo.py, the one table of releases, published results and configs: every config
-file is in it, every config header agrees with it, every model it lists is registered and
-builds the backbone its configs name, and the README shows it."""
+"""backbones/weights/zoo.py, the one table of published results and configs, a row per model of
+the family records: every config file is in it, every config header agrees with it, every
+model it lists is registered and builds the backbone its configs name, and the README shows it."""
 import re
 
 import pytest
 import timm
 
-from mm_efficient_backbones import backbones
-from mm_efficient_backbones.backbones import hub, zoo
-from conftest import ROOT
+from mm_efficient_backbones.backbones.models import registry
+from mm_efficient_backbones.backbones.weights import zoo
+from conftest import ROOT, load_script
 
 # Files other engineers own or that are not the zoo's: the CPU demos and the deploy configs.
 NOT_ZOO = ('demo', 'deploy')
@@ -36,19 +36,19 @@ def header_claim(path: str) -> tuple:
 
 def require_config(path: str):
     if not (ROOT / path).is_file():
-        pytest.skip(f'{path} is not on this branch yet (its row is data in backbones/zoo.py)')
+        pytest.skip(f'{path} is not on this branch yet (its row is data in backbones/weights/zoo.py)')
 
 
 def require_model(name: str):
     if name not in timm.list_models(name):
-        pytest.skip(f'model {name} is not registered on this branch yet (its row is data in backbones/zoo.py)')
+        pytest.skip(f'model {name} is not registered on this branch yet (its row is data in backbones/weights/zoo.py)')
 
 
 def test_every_config_file_is_in_the_table_once():
     assert len(ZOO_CONFIGS) == len(set(ZOO_CONFIGS)), 'a config appears twice in the table'
     assert CONFIG_FILES, 'no config found'
     missing = sorted(set(CONFIG_FILES) - set(ZOO_CONFIGS))
-    assert not missing, f'configs missing from backbones/zoo.py: {missing}'
+    assert not missing, f'configs missing from backbones/weights/zoo.py: {missing}'
     assert all(zoo.config(path)[1].path == path for path in CONFIG_FILES)
     assert zoo.config('configs/demo/recnext_m0_demo_coco.py') is None
 
@@ -81,8 +81,10 @@ def test_table_values_are_well_formed():
             assert cfg.epoch is None or (cfg.published and cfg.task == 'coco'), cfg.path
 
 
-def test_every_project_model_is_in_the_table():
-    assert set(backbones.MODEL_TO_BACKBONE) <= {entry.name for entry in zoo.MODELS}
+def test_the_table_has_a_row_per_project_model_and_its_rows_name_project_models():
+    assert [entry.name for entry in zoo.MODELS] == registry.model_names()
+    unknown = sorted({row.name for row in zoo.ROWS} - set(registry.model_names()))
+    assert not unknown, f'zoo rows of models no family declares: {unknown}'
 
 
 @pytest.mark.parametrize('name', [entry.name for entry in zoo.MODELS])
@@ -91,7 +93,7 @@ def test_every_table_model_is_registered_with_its_weights(name):
     entry = zoo.model(name)
     tags = timm.list_pretrained(f'{name}.*')
     if entry.weights == 'release':
-        assert tags and all(timm.models.get_pretrained_cfg(tag).url in hub.release_urls() for tag in tags)
+        assert tags and all(timm.models.get_pretrained_cfg(tag).url in registry.release_urls() for tag in tags)
     elif entry.weights == 'timm':
         assert tags, f'{name}: the table says timm has weights, timm lists none'
     else:
@@ -105,21 +107,20 @@ def test_config_builds_the_backbone_of_its_table_model(path):
     entry, _ = zoo.config(path)
     require_config(path)
     require_model(entry.name)
-    backbone_cls, arch = backbones.MODEL_TO_BACKBONE[entry.name]
+    target = registry.backbone_target(entry.name)
     backbone = Config.fromfile(str(ROOT / path)).model.backbone
-    mm_type = next(name for name, cls in backbones.MM_BACKBONES.items() if issubclass(backbone_cls, cls))
-    assert (backbone.type, backbone.arch) == (mm_type, arch), path
-    if mm_type == 'ConvNeXt1D':
-        assert backbone.variant == entry.name.rsplit('_', 1)[1], path
+    assert (backbone.type, backbone.arch) == (registry.family_of_model(entry.name).type, target.arch), path
+    for option, value in target.options.items():  # ConvNeXt-1D's variant
+        assert backbone.get(option, getattr(target.backbone_cls, f'default_{option}', None)) == value, path
 
 
 def test_downstream_checkpoints_are_the_release_files():
     listed = {cfg.checkpoint for _, cfg in zoo.configs() if cfg.checkpoint}
-    released = {url for url in hub.release_urls() if not url.endswith('_300e.pth')}
+    released = {url for url in registry.release_urls() if not url.endswith('_300e.pth')}
     assert listed == released
     for entry, cfg in zoo.configs():
         if cfg.checkpoint:
-            assert cfg.checkpoint == hub.downstream_url(entry.name, cfg.task) and cfg.published, cfg.path
+            assert cfg.checkpoint == registry.downstream_url(entry.name, cfg.task) and cfg.published, cfg.path
 
 
 def test_rexnet_widths_without_imagenet_weights_say_so():
@@ -141,12 +142,12 @@ def readme_row(name: str) -> list:
 
 @pytest.mark.parametrize('name', [entry.name for entry in zoo.MODELS])
 def test_readme_model_table_shows_the_table(name):
-    """The README's model table is benchmark --markdown's: every config of a model, with its result."""
+    """The README's model table is scripts/zoo_table.py's: every config of a model, with its result."""
     require_model(name)
-    from mm_efficient_backbones.backbones import benchmarking
+    zoo_table = load_script('zoo_table')
     cells = readme_row(name)
-    assert cells[5:7] == [benchmarking.imagenet_weights(name), benchmarking.configs_cell(name)], \
-        f'README row of {name} is stale: rerun `benchmark --no-speed --markdown`'
+    assert cells[5:7] == [zoo_table.imagenet_weights(name), zoo_table.configs_cell(name)], \
+        f'README row of {name} is stale: rerun `python scripts/zoo_table.py`'
     for _, cfg in ((e, c) for e, c in zoo.configs() if e.name == name):
         assert f'`{cfg.path.split("/")[-1]}`' in cells[6]
 

@@ -5,7 +5,7 @@
     python tools/bench_oriented_conv.py --channels 384 --size 28 --skip-dense
 
 Compares, on one input of the same shape:
-* ``oriented``: backbones.oriented_conv.OrientedConv1d (8 directions, one per channel group);
+* ``oriented``: backbones.models.layers.oriented_conv.OrientedConv1d (8 directions, one per channel group);
 * ``conv1xK``: a plain nn.Conv2d depthwise 1xK conv (the cost floor of a 1D kernel);
 * ``dense KxK``: the naive emulation, the taps painted into a dense KxK depthwise kernel.
 Each is timed as the median of ``--repeats`` runs, interleaved so that load from other
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mm_efficient_backbones.backbones.oriented_conv import OrientedConv1d, tap_offsets
+from mm_efficient_backbones.backbones.models.layers.oriented_conv import OrientedConv1d, tap_offsets
 
 
 class DenseEmulation(nn.Module):

@@ -4,7 +4,6 @@ segmentor training step beside ResNet-50.
 
     benchmark                                   # every model of this project, CPU (+ CUDA/AMP if present)
     benchmark --models recnext_m3 'repnext_*' resnet50 --shapes 8x224x224
-    benchmark --no-speed --markdown             # the README's model-zoo table
     benchmark --models recnext_m3 --train-step configs/recnext_m3_coco.py configs/recnext_m3_ade20k.py
     benchmark --models recnext_m3 --shapes 8x224x224 --compile deploy   # compiled deploy vs eager training
     benchmark --models recnext_m3 --shapes 8x224x224 1x512x512 --runtime torch onnxruntime openvino
@@ -25,8 +24,10 @@ turn, repeat by repeat, so both see the same machine load; median and min-max ar
 the same rounds, and names the fastest exact form against the eager training form.
 ``--test-forward CONFIG CHECKPOINT`` does the same for a detector's or segmentor's
 test-time forward on its first val images (exported through mmdeploy and checked on them).
-The library is backbones/benchmarking.py (no mm imports: it runs where only torch and timm
-are installed); the mm parts are mm_common/train_step.py and mm_common/deploy.py.
+The library is backbones/benchmarking/ (no mm imports: it runs where only torch and timm
+are installed); the mm parts are mm_common/train_step.py and mm_common/deploy.py. The README's
+model-zoo table is scripts/zoo_table.py; the kernel floor of docs/measurements.md is
+scripts/kernel_floor.py.
 """
 import argparse
 import json
@@ -36,8 +37,8 @@ from typing import List, Tuple
 import torch
 
 from mm_efficient_backbones.backbones import benchmarking
-from mm_efficient_backbones.backbones.benchmarking import CLOCKS, RUNTIMES, SpeedOptions, format_number
-from mm_efficient_backbones.backbones.counting import MAC_COUNTER
+from mm_efficient_backbones.backbones.benchmarking import (CLOCKS, MAC_COUNTER, RUNTIMES, SpeedOptions,
+                                                           format_number)
 from mm_efficient_backbones.backbones.errors import UserError, exit_code_of
 
 PROG = 'benchmark'
@@ -110,9 +111,6 @@ def parse_args(argv=None):
                         help='OpenVINO performance hint')
     parser.add_argument('--ov-streams', type=int, help='OpenVINO NUM_STREAMS (default: from the hint)')
     parser.add_argument('--no-speed', action='store_true', help='params and MACs only')
-    parser.add_argument('--floor', action='store_true',
-                        help='CPU: time every conv and GELU of one forward on the fastest kernel found, '
-                             'a bound on what any deploy form of these kernels can gain')
     parser.add_argument('--train-step', nargs='+', default=[], metavar='CONFIG',
                         help='also time one training step of these detector/segmentor configs beside ResNet-50')
     parser.add_argument('--train-step-size', type=int, default=512)
@@ -126,7 +124,6 @@ def parse_args(argv=None):
                         help='--test-forward: time the runtimes that tools/export.py wrote to DIR '
                              '(checked then) instead of exporting them again')
     parser.add_argument('--json', metavar='PATH', help="write every result to PATH ('-' for stdout)")
-    parser.add_argument('--markdown', action='store_true', help="print the README's model-zoo table")
     args = parser.parse_args(argv)
     if args.devices is None:
         args.devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
@@ -141,8 +138,8 @@ def parse_args(argv=None):
         raise UserError('--test-forward-images must be >= 1')
     if args.exported and len(args.test_forward) != 1:
         raise UserError('--exported DIR goes with one --test-forward CONFIG CHECKPOINT (the one exported to DIR)')
-    if args.no_models and (args.models or args.markdown):
-        raise UserError('--no-models takes no --models and no --markdown')
+    if args.no_models and args.models:
+        raise UserError('--no-models takes no --models')
     if args.precision == 'bf16':
         from mm_efficient_backbones.backbones.export import cpu_has_bf16
         if not cpu_has_bf16():
@@ -155,15 +152,13 @@ def run(args) -> None:
     names = [] if args.no_models else benchmarking.select_models(args.models)
     options = SpeedOptions.of(args)
     sizes = [benchmarking.size_row(name) for name in names]
-    if sizes and not args.markdown:
+    if sizes:
         print_size_table(sizes)
     speeds = []
     if not args.no_speed:
         for device in args.devices:
             for name in names:
                 speeds += benchmarking.benchmark_speed(name, torch.device(device), args.shapes, options)
-    floors = [row for name in names for row in benchmarking.compute_floor(name, args.shapes, options)] \
-        if args.floor else []
     steps = []
     if args.train_step:
         from mm_efficient_backbones.mm_common.train_step import train_step_cost
@@ -177,11 +172,9 @@ def run(args) -> None:
             forwards.append(benchmark_test_forward(config, checkpoint, args.runtime, args.test_forward_images,
                                                    args.repeats, exported_dir=args.exported))
             print_test_forward(forwards[-1])
-    if args.markdown:
-        print(benchmarking.markdown_table(sizes, speeds))
     if args.json:
         result = dict(mac_counter=MAC_COUNTER, torch=torch.__version__, threads=torch.get_num_threads(),
-                      sizes=sizes, speed=speeds, floor=floors, train_steps=steps, test_forward=forwards)
+                      sizes=sizes, speed=speeds, train_steps=steps, test_forward=forwards)
         text = json.dumps(result, indent=1)
         if args.json == '-':
             print(text)

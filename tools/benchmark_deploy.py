@@ -7,7 +7,7 @@ Each form (``train``: multi-branch, BN live; ``deploy``: level 1; ``single``: le
 one 11x11 conv per ChunkConv) is timed on the same input in interleaved rounds, so
 that load from other processes hits every form alike; the median per form is
 reported, with its speed-up over the training form. Params and MACs (224x224, as in
-the papers) are counted by backbones/counting.py, as the benchmark counts them.
+the papers) are counted by backbones/benchmarking/counting.py, as the benchmark counts them.
 """
 import argparse
 import copy
@@ -21,13 +21,13 @@ import timm
 
 from mm_efficient_backbones import backbones  # noqa: F401  (registers the models)
 from mm_efficient_backbones.backbones.benchmarking import time_interleaved
+from mm_efficient_backbones.backbones.benchmarking.counting import count_macs, count_params
 from mm_efficient_backbones.backbones.errors import UserError, exit_code_of
-from mm_efficient_backbones.backbones.counting import count_macs, count_params
 
 FORMS = {
     'train': lambda model: model,
-    'deploy': lambda model: model.fuse(),
-    'single': lambda model: model.fuse(single_kernel=True),
+    'deploy': lambda model: model.switch_to_deploy(),
+    'single': lambda model: model.switch_to_deploy(single_kernel=True),
 }
 
 
@@ -63,7 +63,7 @@ def benchmark_forms(args) -> None:
     x = torch.randn(args.batch_size, 3, args.size, args.size)
     for name in args.models:
         base = timm.create_model(name, num_classes=0).eval()  # trunk only: what dense prediction runs
-        if 'single_kernel' not in inspect.signature(getattr(base, 'fuse', lambda: None)).parameters:
+        if 'single_kernel' not in inspect.signature(getattr(base, 'switch_to_deploy', lambda: None)).parameters:
             raise UserError(f'{name} has no single-kernel deploy form to compare; give a RepNeXt, e.g. repnext_m3')
         models = {form: make(copy.deepcopy(base)).eval() for form, make in FORMS.items()}
         runners = {form: forward_runs(model, x, args.runs) for form, model in models.items()}

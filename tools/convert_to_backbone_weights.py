@@ -1,6 +1,6 @@
 """Turn a published classifier checkpoint into a backbone checkpoint for mmdet / mmseg.
 
-The checkpoint pipeline (``backbones/weights.py``, the one ``init_cfg`` runs too) finds
+The checkpoint pipeline (``backbones/weights/pipeline.py``, the one ``init_cfg`` runs too) finds
 the weights inside any common wrapper, drops the classifier-only tensors, maps the
 authors' key spellings to the backbone's, centre-crops kernels larger than the
 backbone's where the family allows it, and this tool writes ``DIR/<model>_backbone.pth``
@@ -33,9 +33,9 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from mm_efficient_backbones.backbones import MODEL_TO_BACKBONE
+from mm_efficient_backbones.backbones import registry
 from mm_efficient_backbones.backbones.errors import exit_code_of
-from mm_efficient_backbones.backbones.weights import Report, convert_checkpoint
+from mm_efficient_backbones.backbones.weights.pipeline import Report, convert_checkpoint
 
 PROG = 'convert_to_backbone_weights'
 
@@ -62,7 +62,7 @@ class PrintedReport(Report):
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', required=True,
-                        help=f'target backbone, one of: {", ".join(MODEL_TO_BACKBONE)}')
+                        help=f'target backbone, one of: {", ".join(registry.model_names())}')
     parser.add_argument('--variant', help='appended to the model name with an underscore, as in '
                                           "Oriented1D's spelling: convnext_tiny + 1d = convnext_tiny_1d")
     parser.add_argument('--checkpoint', required=True, help='classifier checkpoint (path or URL) to convert')
@@ -83,7 +83,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 def convert(args: argparse.Namespace) -> None:
-    result = convert_checkpoint(args.model, args.checkpoint, args.output_dir, MODEL_TO_BACKBONE,
+    result = convert_checkpoint(args.model, args.checkpoint, args.output_dir, registry.model_to_backbone(),
                                 prefer_ema=args.ema, deploy=args.deploy, verify_output=args.verify,
                                 force=args.force, trust=args.trust_checkpoint, report=PrintedReport())
     if args.verify:

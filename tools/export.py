@@ -8,8 +8,8 @@
         --format onnx openvino --out DIR --time 8     # a detector through mmdeploy, checked and timed
 
 MODEL is a timm model of this project (recnext_m3, repnext_m0, rexnet_lite_100,
-convnext_tiny_1d, ...) or an mm backbone TYPE:ARCH (RecNeXt:m3, RepNeXt:m0, ReXNet:1.0,
-ConvNeXt1D:tiny[:VARIANT]), exported with its stage outputs. The deploy form is exported
+convnext_tiny_1d, ...) or an mm backbone TYPE:ARCH[:VARIANT] (RecNeXt:m3, RepNeXt:m0,
+ReXNet:1.0, ConvNeXt1D:tiny:1d), exported with its stage outputs. The deploy form is exported
 (fused; RepNeXt level 1); the runtime's outputs are compared with PyTorch's training form
 in fp32 on --shape (and, with --dynamic, on one odd shape too) and a model that differs by
 more than 1e-4 (relative) is refused: one error line, exit code 2, no file. A config file
@@ -22,9 +22,9 @@ import os.path as osp
 import sys
 from typing import Optional, Sequence
 
+from mm_efficient_backbones.backbones import registry
 from mm_efficient_backbones.backbones.errors import exit_code_of, one_line
-from mm_efficient_backbones.backbones.export import (FORMATS, ExportError, export_model, mm_backbone_specs,
-                                                     parse_shape, project_models)
+from mm_efficient_backbones.backbones.export import FORMATS, ExportError, export_model, parse_shape
 
 PROG = 'export'
 
@@ -55,7 +55,7 @@ def parse_args(argv=None):
 def export_all(args) -> int:
     """Export and check every model; one line per model, exit 1 if any failed."""
     failed = []
-    for spec in project_models() + mm_backbone_specs():
+    for spec in registry.model_names() + registry.backbone_specs():
         out = None
         if not args.check:
             suffix = '.xml' if args.format == 'openvino' else '.onnx'

@@ -6,7 +6,7 @@ tool reads a checkpoint written by ``tools/train.py`` (mmdet or mmseg), collapse
 ``model.backbone.deploy=True`` loads as it is; the neck and heads are copied unchanged.
 The result is checked before it is written: the deploy backbone, built directly, must
 give the training form's features within 1e-4 (relative). The work is
-``backbones.repnext.reparameterize_file``.
+``backbones.weights.reparameterize``.
 
 Usage::
 
@@ -28,8 +28,8 @@ import sys
 from typing import Optional, Sequence
 
 from mm_efficient_backbones.backbones.errors import exit_code_of
-from mm_efficient_backbones.backbones.repnext import reparameterize_file
-from mm_efficient_backbones.mm_common.runtime import allow_mmengine_checkpoints
+from mm_efficient_backbones.backbones.weights.reparameterize import reparameterize_file
+from mm_efficient_backbones.mm_common.safe_load import allow_mmengine_checkpoints
 
 PROG = 'reparameterize'
 

@@ -3,11 +3,11 @@
     export_model('recnext_m3', fmt='onnx', shape=(1, 3, 224, 224), out='recnext_m3.onnx')
     export_model('RecNeXt:m3', fmt='openvino', dynamic=True, out='recnext_m3_backbone.xml')
 
-What is exported is the deploy form (``fuse()``: BN folded, branches collapsed; RepNeXt at
-level 1) of a timm classifier of this project or of an mm backbone (``TYPE:ARCH``, its
-stage outputs). The ONNX graph comes from torch's dynamo exporter (the TorchScript one
-cannot express the symbolic sizes of the oriented conv's shears); under export the
-models run standard ops only (see :func:`is_tracing`). Before anything is written, the
+What is exported is the deploy form (``switch_to_deploy()``: BN folded, branches collapsed;
+RepNeXt at level 1) of a timm classifier of this project or of an mm backbone
+(``TYPE:ARCH[:VARIANT]``, its stage outputs). The ONNX graph comes from torch's dynamo
+exporter (the TorchScript one cannot express the symbolic sizes of the oriented conv's
+shears); under export the models run standard ops only (``models.layers.tracing``). Before anything is written, the
 runtime's outputs are compared with PyTorch's training form in fp32 on the export shape
 and, for a dynamic export, on one more odd shape; a difference above ``TOLERANCE``
 (relative to the largest output value) is refused and leaves no file.
@@ -16,7 +16,6 @@ OpenVINO runs bf16 by default on CPUs with bf16 units (AMX): every session here 
 ``INFERENCE_PRECISION_HINT`` to f32 unless bf16 is asked for, and says which it uses.
 onnx, onnxruntime and openvino are imported only when used.
 """
-import copy
 import os
 import shutil
 import tempfile
@@ -27,11 +26,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import UserError
+from ..errors import UserError
+from ..models.layers.oriented_conv import prepare_plans
+from ..models.specs import deploy_form, resolve
+from ..weights.fit import load_classifier_checkpoint
 
 __all__ = ['FORMATS', 'TOLERANCE', 'ExportError', 'ExportTarget', 'Runner', 'build_target', 'check_outputs',
-           'cpu_has_bf16', 'export_model', 'export_onnx', 'is_tracing', 'load_runner', 'mm_backbone_specs',
-           'odd_shape', 'parse_shape', 'project_models', 'relative_difference', 'training_outputs']
+           'cpu_has_bf16', 'export_model', 'export_onnx', 'load_runner', 'odd_shape', 'parse_shape',
+           'relative_difference', 'training_outputs']
 
 # --format -> the runtime that checks (and runs) it.
 FORMATS = {'onnx': 'onnxruntime', 'openvino': 'openvino'}
@@ -44,41 +46,7 @@ class ExportError(UserError, ValueError):
     """Bad export input (model, checkpoint, format, shape) or a failed check; one line."""
 
 
-def is_tracing() -> bool:
-    """Whether this forward is being compiled, exported or traced rather than run: then
-    tensors may hold no data (fake tensors) and custom kernels have no symbolic, so the
-    models read no tensor values or pointers and run standard ops only. The compile check
-    comes first so that dynamo never reaches the others."""
-    if torch.compiler.is_compiling():
-        return True
-    is_exporting = getattr(torch.compiler, 'is_exporting', None)
-    return bool((is_exporting is not None and is_exporting()) or torch.jit.is_tracing()
-                or torch.onnx.is_in_onnx_export())
-
-
-# ---- what can be exported -------------------------------------------------------------
-def project_models() -> List[str]:
-    """Every timm classifier this project registers (RecNeXt, RepNeXt, ReXNet, ConvNeXt-1D)."""
-    import timm
-    from . import MODEL_TO_BACKBONE
-    own = [name for name in timm.list_models()
-           if timm.models.model_entrypoint(name).__module__.startswith(__package__ + '.')]
-    return sorted(set(own) | set(MODEL_TO_BACKBONE))
-
-
-def mm_backbone_specs() -> List[str]:
-    """``TYPE:ARCH`` (and ``ConvNeXt1D:ARCH:VARIANT``) of every mm backbone."""
-    from . import CONVNEXT1D_VARIANTS, MM_BACKBONES
-    specs = []
-    for family, cls in MM_BACKBONES.items():
-        for arch in cls.archs:
-            if family == 'ConvNeXt1D':
-                specs += [f'{family}:{arch}:{variant}' for variant in CONVNEXT1D_VARIANTS]
-            else:
-                specs.append(f'{family}:{arch}')
-    return specs
-
-
+# ---- what is exported -----------------------------------------------------------------
 @dataclass
 class ExportTarget:
     """A model in its training form (the reference) and its deploy form (what is exported)."""
@@ -89,89 +57,22 @@ class ExportTarget:
     output_names: List[str] = field(default_factory=lambda: ['logits'])
 
 
-def _deploy_form(model: nn.Module) -> nn.Module:
-    """A fused copy (``fuse()`` or ``switch_to_deploy()``; RepNeXt's default is level 1)."""
-    model = copy.deepcopy(model)
-    for method in ('fuse', 'switch_to_deploy'):
-        if callable(getattr(model, method, None)):
-            return (getattr(model, method)() or model).eval()
-    return model.eval()
-
-
-def _load_classifier(model: nn.Module, path: str, name: str):
-    """Load a classifier checkpoint into ``model`` only if it fits: every key, every shape."""
-    from .checkpoint import guess_family, load_checkpoint_file, unwrap_state_dict
-    from .weights import describe_shape_mismatch
-    state_dict, _ = unwrap_state_dict(load_checkpoint_file(
-        path, trust_hint='convert it once with convert_to_backbone_weights --trust-checkpoint'))
-    model_state = model.state_dict()
-    if not any(key in model_state for key in state_dict):
-        family = guess_family(state_dict)
-        looks = f' (it looks like a {family} checkpoint)' if family else ''
-        raise ExportError(f'{path}: no keys match {name}{looks}; pass a checkpoint of {name}')
-    mismatches = [(key, tuple(value.shape), tuple(model_state[key].shape)) for key, value in state_dict.items()
-                  if key in model_state and value.shape != model_state[key].shape]
-    if mismatches:
-        raise ExportError(describe_shape_mismatch(mismatches, path, hint=f'is it a checkpoint of another arch than {name}?'))
-    missing = [key for key in model_state if key not in state_dict and not key.endswith('num_batches_tracked')]
-    unexpected = [key for key in state_dict if key not in model_state]
-    if missing or unexpected:
-        first = (missing or unexpected)[0]
-        raise ExportError(f'{path} does not fit {name}: {len(missing)} missing and {len(unexpected)} unexpected '
-                          f'keys (first: {first}); pass a checkpoint of {name}')
-    model.load_state_dict(state_dict)
-
-
-def _build_backbone(spec: str, checkpoint: Optional[str]):
-    from . import CONVNEXT1D_VARIANTS, MM_BACKBONES
-    family, _, rest = spec.partition(':')
-    if family not in MM_BACKBONES:
-        raise ExportError(f"unknown backbone type '{family}' in '{spec}': use one of {', '.join(MM_BACKBONES)} "
-                          f"(e.g. RecNeXt:m3), or a timm model name such as recnext_m3")
-    cls = MM_BACKBONES[family]
-    arch, _, variant = rest.partition(':')
-    kwargs = {}
-    if variant:
-        if family != 'ConvNeXt1D':
-            raise ExportError(f"'{spec}': only ConvNeXt1D takes a variant (ConvNeXt1D:tiny:1d); use {family}:ARCH")
-        if variant not in CONVNEXT1D_VARIANTS:
-            raise ExportError(f"unknown ConvNeXt1D variant '{variant}': choose one of {', '.join(CONVNEXT1D_VARIANTS)}")
-        kwargs['variant'] = variant
-    if arch not in cls.archs:
-        raise ExportError(f"unknown {family} arch '{arch}': choose one of {', '.join(cls.archs)}")
-    torch.manual_seed(0)
-    model = cls(arch, **kwargs).eval()
-    if checkpoint:
-        result = model.load_pretrained(checkpoint)
-        if result['missing'] or result['unexpected']:
-            keys = result['missing'] or result['unexpected']
-            raise ExportError(f'{checkpoint} does not fit {spec}: {len(result["missing"])} missing and '
-                              f'{len(result["unexpected"])} unexpected keys (first: {keys[0]}); '
-                              f'pass a {family} checkpoint of arch {arch}')
-    names = [f'stage{index}' for index in model.out_indices]
-    return ExportTarget(spec, model, _deploy_form(model), model.in_channels, names)
-
-
 def build_target(spec: str, checkpoint: Optional[str] = None) -> ExportTarget:
     """``spec`` is a timm model of this project (``recnext_m3``) or an mm backbone
-    (``RecNeXt:m3``, ``ConvNeXt1D:tiny:1dpp``); ``checkpoint`` must fit it exactly."""
+    (``RecNeXt:m3``, ``ConvNeXt1D:tiny:1dpp``), read by ``models.specs.resolve``;
+    ``checkpoint`` must fit it exactly."""
     if checkpoint is not None and not os.path.isfile(checkpoint):
         raise ExportError(f'checkpoint not found: {checkpoint}')
-    if ':' in spec:
-        return _build_backbone(spec, checkpoint)
-    models = project_models()
-    if spec not in models:
-        import difflib
-        close = difflib.get_close_matches(spec, models, n=3)
-        hint = f"did you mean {', '.join(close)}? " if close else ''
-        raise ExportError(f"unknown model '{spec}': {hint}use a model of this project (recnext_m3, repnext_m0, "
-                          f"rexnet_100, convnext_tiny_1d, ...) or a backbone TYPE:ARCH (RecNeXt:m3)")
-    import timm
+    resolved = resolve(spec)
     torch.manual_seed(0)
-    model = timm.create_model(spec).eval()
+    model = resolved.build().eval()
     if checkpoint:
-        _load_classifier(model, checkpoint, spec)
-    return ExportTarget(spec, model, _deploy_form(model), 3)
+        if resolved.is_backbone:
+            model.load_pretrained(checkpoint)  # the pipeline: every tensor from the file, or one line
+        else:
+            load_classifier_checkpoint(model, spec, checkpoint)
+    return ExportTarget(spec, model, deploy_form(model), getattr(model, 'in_channels', 3),
+                        resolved.output_names(model))
 
 
 # ---- shapes ---------------------------------------------------------------------------
@@ -316,7 +217,6 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic: boo
                 output_names: Optional[Sequence[str]] = None) -> str:
     """Write ``model``'s ONNX graph (dynamo exporter, opset 18, constants folded) to ``path``;
     with ``dynamic``, batch, height and width are symbolic."""
-    from .oriented_conv import prepare_plans
     prepare_plans(model)  # built from theta's values now: the exporter's tensors hold none
     dims = None
     if dynamic:

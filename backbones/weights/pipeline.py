@@ -20,78 +20,37 @@ The converter then collapses the weights into the deploy form if asked
 (:func:`reparameterize_state_dict`), writes them atomically with the source's sha256
 (:func:`write_atomically`) and verifies the file before it lands. No mm imports.
 """
+import difflib
+import logging
 import os
 import re
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .checkpoint import (CheckpointError, guess_family, load_checkpoint_file, sha256_of, split_keys,
-                         staged_file, under_prefix, unwrap_state_dict)
-from .errors import UserError
+from ..errors import CheckpointError, UserError
+from ..models.registry import BackboneTarget, family
+from .checkpoint import DETECTOR_PREFIX, load_checkpoint_file, split_keys, unwrap_state_dict
+from .files import atomic_write, sha256_of
+from .fit import ConversionError, Crop, Fit, apply_fit, check_fit, describe_shape, plan_fit
 from .hub import MISSING_PRETRAINED_HINT, download
+
+logger = logging.getLogger('backbones')
 
 StateDict = Dict[str, torch.Tensor]
 # The wrapper keys holding EMA weights that unwrap_state_dict(prefer_ema=True) picks.
 EMA_WRAPPERS = ('model_ema',)
-# What mmdet's and mmseg's models call their backbone: the default prefix of a detector file.
-DETECTOR_PREFIX = 'backbone.'
 VERIFY_INPUT_SIZE = (64, 64)  # a smoke test: stride 32 still leaves a 2x2 map, and it stays quick
 DEPLOY_CHECK_INPUT_SIZE = (67, 93)  # odd sizes: every stride-2 conv rounds up somewhere
 DEPLOY_TOLERANCE = 1e-4
 CONVERTER = 'convert_to_backbone_weights'
 
 
-class ConversionError(CheckpointError):
-    """A checkpoint that cannot become the requested backbone; its message is one line."""
-
-
 class UnknownModelError(UserError, ValueError):
     """A model name that no backbone converts to; its message is one line."""
-
-
-# ---- what a checkpoint converts to -----------------------------------------------------
-class BackboneTarget(tuple):
-    """What a timm classifier name converts to: ``(backbone class, arch)``, plus the
-    constructor options that the name fixes too (ConvNeXt-1D's ``variant``).
-
-    It unpacks as the pair; :meth:`build` passes the options as well.
-    """
-
-    def __new__(cls, backbone_cls: type, arch: str, **options):
-        target = super().__new__(cls, (backbone_cls, arch))
-        target.options = dict(options)
-        return target
-
-    def __eq__(self, other):
-        return tuple.__eq__(self, other) is True and self.options == getattr(other, 'options', {})
-
-    def __ne__(self, other):
-        return not self == other
-
-    __hash__ = tuple.__hash__
-
-    def __repr__(self):
-        options = ''.join(f', {k}={v!r}' for k, v in self.options.items())
-        return f'BackboneTarget({self.backbone_cls.__name__}, {self.arch!r}{options})'
-
-    @property
-    def backbone_cls(self) -> type:
-        return self[0]
-
-    @property
-    def arch(self) -> str:
-        return self[1]
-
-    @property
-    def family(self) -> str:
-        return self.backbone_cls.family
-
-    def build(self, **kwargs) -> torch.nn.Module:
-        return self.backbone_cls(self.arch, **self.options, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -205,158 +164,6 @@ def select_prefix(state_dict: StateDict, prefix: Optional[str], source: str) -> 
     return selected, prefix
 
 
-# ---- 5. fit: kernel cropping ---------------------------------------------------------
-def centre_crop_window(source_shape: Sequence[int], target_shape: Sequence[int]):
-    """Index that centre-crops a conv weight's kernel dims to ``target_shape``, or None.
-
-    Conv weights are (out, in/groups, *kernel). Cropping explains a mismatch only when
-    out and in agree and every kernel dim that differs is odd on both sides and larger
-    in the source, so the centre tap stays the centre tap.
-    """
-    source_shape, target_shape = tuple(source_shape), tuple(target_shape)
-    if len(source_shape) < 3 or len(source_shape) != len(target_shape):
-        return None
-    if source_shape[:2] != target_shape[:2] or source_shape == target_shape:
-        return None
-    window = [slice(None), slice(None)]
-    for have, want in zip(source_shape[2:], target_shape[2:]):
-        if have == want:
-            window.append(slice(None))
-        elif have > want and have % 2 == 1 and want % 2 == 1:
-            start = (have - want) // 2
-            window.append(slice(start, start + want))
-        else:
-            return None
-    return tuple(window)
-
-
-def norm_fraction_removed(full: torch.Tensor, cropped: torch.Tensor) -> float:
-    """1 - |cropped| / |full| (L2 norms): how much of the weight's norm the crop removed."""
-    full_norm = full.double().norm().item()
-    return 0.0 if full_norm == 0 else 1.0 - cropped.double().norm().item() / full_norm
-
-
-def _shape(shape) -> str:
-    return 'x'.join(map(str, shape))
-
-
-@dataclass
-class Crop:
-    key: str
-    source_shape: Tuple[int, ...]
-    target_shape: Tuple[int, ...]
-    norm_removed: float = 0.0
-
-    def describe(self) -> str:
-        return (f'{self.key} {_shape(self.source_shape)} -> {_shape(self.target_shape)}: '
-                f'{100 * self.norm_removed:.1f}% of the L2 norm removed')
-
-
-# ---- 5. fit: the check -----------------------------------------------------------------
-@dataclass
-class Fit:
-    """How a (selected, dropped, mapped) state_dict compares with the backbone's."""
-
-    crops: Dict[str, tuple] = field(default_factory=dict)  # key -> crop window
-    unexplained: List[tuple] = field(default_factory=list)  # (key, checkpoint, backbone shape)
-    missing: List[str] = field(default_factory=list)
-    unexpected: List[str] = field(default_factory=list)
-    filled: List[str] = field(default_factory=list)  # BN counters taken from the backbone
-    initial: List[str] = field(default_factory=list)  # backbone-only tensors, at their init
-    matched: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not (self.unexplained or self.missing or self.unexpected)
-
-
-def plan_fit(state_dict: StateDict, model_state: StateDict, rules: FamilyRules) -> Fit:
-    fit = Fit()
-    for key, value in state_dict.items():
-        if key not in model_state:
-            fit.unexpected.append(key)
-            continue
-        fit.matched += 1
-        want = model_state[key].shape
-        if value.shape == want:
-            continue
-        window = (centre_crop_window(value.shape, want)
-                  if rules.crop_kernels and key.endswith('weight') else None)
-        if window is None:
-            fit.unexplained.append((key, tuple(value.shape), tuple(want)))
-        else:
-            fit.crops[key] = window
-    for key in model_state:
-        if key not in state_dict:
-            # BN step counters are not weights; several releases omit them.
-            if key.endswith('num_batches_tracked'):
-                fit.filled.append(key)
-            elif under_prefix(key, rules.backbone_only_prefixes):
-                fit.initial.append(key)
-            else:
-                fit.missing.append(key)
-    return fit
-
-
-def describe_shape_mismatch(mismatches, where: str, hint: Optional[str] = None) -> str:
-    key, got, want = mismatches[0]
-    more = f' (and {len(mismatches) - 1} more)' if len(mismatches) > 1 else ''
-    hint = f'; {hint}' if hint else ''
-    return f'{where}: {key} has shape {got} in the checkpoint but {want} in the model{more}{hint}'
-
-
-def check_fit(fit: Fit, rules: FamilyRules, source: str, source_keys: Sequence[str], name: str,
-              other_family: Optional[Callable[[str], str]] = None, cause: Optional[str] = None) -> None:
-    """Raise the most telling one-line error when the checkpoint does not fit.
-
-    ``name`` is the backbone as the user knows it (``RecNeXt-m0``, ``recnext_m0 backbone``);
-    ``other_family(family)`` says what to do with a checkpoint of another family;
-    ``cause`` is the family's own diagnosis of this misfit, where it recognises one.
-    """
-    if fit.ok:
-        return
-    family = guess_family(source_keys)
-    if family and family != rules.family:
-        advice = other_family(family) if other_family else f" ({name}); load it into type='{family}'"
-        raise ConversionError(f'{source} looks like a {family} checkpoint, not {rules.family}{advice}')
-    if fit.matched == 0:
-        raise ConversionError(f'{source}: no keys match {name}; pass a {rules.family} classifier or '
-                              'backbone checkpoint')
-    problems = []
-    if fit.missing:
-        problems.append(f'{len(fit.missing)} {name} tensors are missing from the checkpoint '
-                        f'(e.g. {fit.missing[0]})')
-    if fit.unexpected:
-        problems.append(f'{len(fit.unexpected)} checkpoint tensors are not in the {name} '
-                        f'(e.g. {fit.unexpected[0]})')
-    if cause:
-        raise ConversionError(f'{source}: {"; ".join(problems) or "shapes differ"}: {cause}')
-    arch_hint = f'is it a checkpoint of another {rules.family} arch?'
-    if fit.unexplained:
-        raise ConversionError(describe_shape_mismatch(
-            fit.unexplained, f'{source}: shape mismatch that cropping cannot explain', hint=arch_hint))
-    raise ConversionError(f'{source}: {"; ".join(problems)}; {arch_hint}')
-
-
-def apply_fit(state_dict: StateDict, model_state: StateDict, fit: Fit) -> Tuple[StateDict, List[Crop]]:
-    """The backbone's state_dict in its own key order, cropped and completed."""
-    crops, out = [], OrderedDict()
-    filled = set(fit.filled) | set(fit.initial)
-    for key, reference in model_state.items():
-        if key in filled:
-            out[key] = reference.clone()
-            continue
-        value = state_dict[key]
-        if key in fit.crops:
-            # clone: a view would make torch.save write the whole uncropped storage.
-            cropped = value[fit.crops[key]].clone()
-            crops.append(Crop(key, tuple(value.shape), tuple(cropped.shape),
-                              norm_fraction_removed(value, cropped)))
-            value = cropped
-        out[key] = value
-    return out, crops
-
-
 # ---- steps 2-5 together ----------------------------------------------------------------
 @dataclass
 class BackboneWeights:
@@ -399,9 +206,9 @@ def fit_weights(source: Source, backbone, name: str, prefix: Optional[str] = Non
     # training-form weights) switches to it before the fit.
     backbone.match_checkpoint_form(state_dict)
     model_state = backbone.state_dict()
-    fit = weights.fit = plan_fit(state_dict, model_state, rules)
+    fit = weights.fit = plan_fit(state_dict, model_state, rules.crop_kernels, rules.backbone_only_prefixes)
     cause = None if fit.ok else backbone.explain_misfit(state_dict)
-    check_fit(fit, rules, source.path, source_keys, name, other_family, cause)
+    check_fit(fit, rules.family, source.path, source_keys, name, other_family, cause)
     layout = f'renamed {weights.renamed} keys' if weights.renamed else 'keys already in the backbone layout'
     filled = f', {len(fit.filled)} BN counters filled in' if fit.filled else ''
     if fit.initial:
@@ -426,6 +233,24 @@ def load_backbone_weights(location, backbone, prefix: Optional[str] = None) -> B
     return fit_weights(source, backbone, f'{backbone.family}-{backbone.arch}', prefix=prefix)
 
 
+def load_pretrained(backbone, checkpoint: str, prefix: Optional[str] = None) -> dict:
+    """``backbone.load_pretrained(checkpoint, prefix)`` (registered with the models by this
+    part): a classifier, backbone or detector checkpoint through the pipeline, loaded
+    strictly, the result logged in one line; returns what was loaded."""
+    weights = load_backbone_weights(checkpoint, backbone, prefix=prefix)
+    result = backbone.load_state_dict(weights.state_dict, strict=True)
+    fit, name = weights.fit, f'{backbone.family}-{backbone.arch}'
+    logger.info(f'{name}: loaded {fit.matched} tensors from {weights.source.path} [{weights.source.wrapper}]; '
+                f'dropped classifier keys: {sum(map(len, weights.dropped.values()))}'
+                + (f'; kernels centre-cropped: {len(weights.crops)}' if weights.crops else '')
+                + (f'; backbone-only tensors at their initial values: {len(fit.initial)}' if fit.initial else ''))
+    kept = set(fit.filled) | set(fit.initial)
+    return dict(loaded=[k for k in weights.state_dict if k not in kept], missing=list(result.missing_keys),
+                unexpected=list(result.unexpected_keys),
+                dropped=weights.dropped, cropped=[c.key for c in weights.crops], initial=list(fit.initial),
+                wrapper=weights.source.wrapper, prefix=weights.prefix)
+
+
 # ---- deploy form ------------------------------------------------------------------------
 def _relative_error(want: Sequence[torch.Tensor], got: Sequence[torch.Tensor]) -> float:
     return max(((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item() for a, b in zip(want, got))
@@ -438,6 +263,10 @@ def reparameterize_state_dict(build: Callable[..., torch.nn.Module], state_dict:
     built directly (``build(deploy=True)``) must give the training form's features within
     :data:`DEPLOY_TOLERANCE` (relative). Returns the weights and that error."""
     trained = build()
+    record = family(trained.family)
+    if record is None or not record.deploy_state:
+        raise ConversionError(f'{trained.family} has no separate deploy form to write: its deploy=True '
+                              'backbone loads the training weights and folds BN itself')
     trained.load_state_dict(state_dict, strict=True)
     trained.eval()
     x = torch.randn(1, trained.in_channels, *DEPLOY_CHECK_INPUT_SIZE, generator=torch.Generator().manual_seed(0))
@@ -445,9 +274,6 @@ def reparameterize_state_dict(build: Callable[..., torch.nn.Module], state_dict:
     deploy_state = trained.switch_to_deploy().state_dict()
     built = build(deploy=True)
     name = f'{built.family}-{built.arch}'
-    if not built.fused:
-        raise ConversionError(f'{built.family} has no separate deploy form to write: its deploy=True '
-                              'backbone loads the training weights and folds BN itself')
     built.load_state_dict(deploy_state, strict=True)
     error = _relative_error(want, built.eval()(x))
     if not error <= DEPLOY_TOLERANCE:
@@ -473,11 +299,9 @@ def write_atomically(payload: dict, path: Path, check: Optional[Callable[[Path],
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with staged_file(path) as temp:
+        with atomic_write(path) as temp:
             with open(temp, 'wb') as f:
                 torch.save(payload, f)
-                f.flush()
-                os.fsync(f.fileno())
             if check is not None:
                 check(temp)
     except OSError as err:
@@ -498,14 +322,16 @@ def verify(path: Path, backbone: torch.nn.Module) -> str:
     bad = [i for i, f in enumerate(features) if not torch.isfinite(f).all()]
     if bad:
         raise ConversionError(f'verify failed: non-finite features at output {bad[0]} '
-                              f'for a random {_shape(VERIFY_INPUT_SIZE)} image')
-    return 'features ' + ', '.join(_shape(f.shape[1:]) for f in features)
+                              f'for a random {describe_shape(VERIFY_INPUT_SIZE)} image')
+    return 'features ' + ', '.join(describe_shape(f.shape[1:]) for f in features)
 
 
 # ---- the converter ---------------------------------------------------------------------
 def resolve_target(model: str, targets: Dict[str, BackboneTarget]) -> BackboneTarget:
     if model not in targets:
-        raise UnknownModelError(f"unknown model '{model}': choose one of {', '.join(targets)}")
+        close = difflib.get_close_matches(model, targets, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ''
+        raise UnknownModelError(f"unknown model '{model}': {hint}choose one of {', '.join(targets)}")
     return targets[model]
 
 

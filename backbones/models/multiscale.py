@@ -10,20 +10,30 @@ The default trunk is ``self.stem`` followed by ``self.stages``. A family whose
 checkpoints name their parts otherwise (ConvNeXt's ``downsample_layers`` + ``stages``, a
 wrapped timm feature extractor) keeps those names and overrides the three trunk hooks:
 :meth:`forward_stages`, :meth:`stem_modules` and :meth:`stage_modules`.
+
+Checkpoints are read by the package's weights part (the checkpoint pipeline), which
+registers its loader here (:func:`register_weights_loader`): the models import nothing from it.
 """
 import logging
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ._fusion import fuse_modules
-from .checkpoint import FAMILY_KEY_SIGNATURES, guess_family  # noqa: F401 (each family registers its keys)
-from .errors import UserError
-from .weights import load_backbone_weights
+from ..errors import UserError
+from .layers.fusion import fuse_modules
 
 logger = logging.getLogger('backbones')
+
+# (backbone, checkpoint, prefix) -> what was loaded: the weights part registers the pipeline here.
+_WEIGHTS_LOADER: Optional[Callable[..., dict]] = None
+
+
+def register_weights_loader(load: Callable[..., dict]) -> None:
+    """Make ``load(backbone, checkpoint, prefix)`` what :meth:`MultiScaleBackbone.load_pretrained` runs."""
+    global _WEIGHTS_LOADER
+    _WEIGHTS_LOADER = load
 
 
 class BackboneConfigError(UserError, ValueError):
@@ -185,20 +195,11 @@ class MultiScaleBackbone(nn.Module):
 
     def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> dict:
         """Load a classifier, backbone or detector checkpoint through the checkpoint
-        pipeline (:mod:`backbones.weights`): every backbone tensor comes from the file
+        pipeline (``backbones.weights``): every backbone tensor comes from the file
         (cropped where the family allows it) or is refused in one line; returns what was loaded."""
-        weights = load_backbone_weights(checkpoint, self, prefix=prefix)
-        result = self.load_state_dict(weights.state_dict, strict=True)
-        fit, name = weights.fit, f'{self.family}-{self.arch}'
-        logger.info(f'{name}: loaded {fit.matched} tensors from {weights.source.path} [{weights.source.wrapper}]; '
-                    f'dropped classifier keys: {sum(map(len, weights.dropped.values()))}'
-                    + (f'; kernels centre-cropped: {len(weights.crops)}' if weights.crops else '')
-                    + (f'; backbone-only tensors at their initial values: {len(fit.initial)}' if fit.initial else ''))
-        kept = set(fit.filled) | set(fit.initial)
-        return dict(loaded=[k for k in weights.state_dict if k not in kept], missing=list(result.missing_keys),
-                    unexpected=list(result.unexpected_keys),
-                    dropped=weights.dropped, cropped=[c.key for c in weights.crops], initial=list(fit.initial),
-                    wrapper=weights.source.wrapper, prefix=weights.prefix)
+        if _WEIGHTS_LOADER is None:
+            raise RuntimeError('no checkpoint loader is registered: import mm_efficient_backbones.backbones')
+        return _WEIGHTS_LOADER(self, checkpoint, prefix)
 
     # ---- checkpoint forms (hooks of the checkpoint pipeline) ----------------------
     def match_checkpoint_form(self, state_dict) -> None:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .export import is_tracing
+from .tracing import is_tracing
 
 __all__ = ['OrientedConv1d', 'oriented_conv1d', 'oriented_angles', 'prepare_plans', 'tap_offsets']
 

@@ -19,33 +19,31 @@ Deploy forms, each equal to the training form in eval mode:
 2. ``fuse(single_kernel=True)``: also each ChunkConv as one 11x11 depthwise conv
    (:class:`SingleKernelChunkConv`, the paper's single-branch equivalent form);
 3. ``RepNeXtBackbone(..., deploy=True)`` builds form 1 (or 2 with ``single_kernel=True``)
-   directly, for weights saved by :func:`reparameterize_checkpoint` (``reparameterize``
-   on the command line), which collapses a trained detector's or segmentor's backbone.
+   directly, for the deploy-form weights that ``reparameterize`` writes from a trained
+   detector or segmentor (the weights part's ``reparameterize``; the family declares
+   ``deploy_state=True``).
 """
-import functools
 import re
-from pathlib import Path
-from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Iterable, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath
-from timm.models import generate_default_cfgs
+from timm.models import generate_default_cfgs, register_model
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ._fusion import (bn_scale_shift, compose_row_column, depthwise_conv, dilate_kernel,
-                      fuse_bn_pointwise_conv, fuse_modules, pad_kernel, scale_conv_output)
-from .checkpoint import CheckpointError, guess_family, load_checkpoint_file, sha256_of
-from .hub import timm_release_cfgs
-from .multiscale import FAMILY_KEY_SIGNATURES, MultiScaleBackbone, logger
-from .recnext import ConvNorm, RecNeXt, Stem, _cfg, conv_mlp, metanext_trunk, register_metanext
-from .weights import (ConversionError, check_output_path, reparameterize_state_dict, resolve_checkpoint,
-                      write_atomically)
+from ..errors import CheckpointError
+from .layers.fusion import (bn_scale_shift, compose_row_column, depthwise_conv, dilate_kernel,
+                            fuse_bn_pointwise_conv, fuse_modules, pad_kernel, scale_conv_output)
+from .multiscale import MultiScaleBackbone, logger
+from .recnext import (METANEXT_FEATURE_CFG, ConvNorm, RecNeXt, Stem, _cfg, conv_mlp, metanext_trunk,
+                      suous_release)
+from .registry import Family, Model, register
+from .timm_models import create_timm_model
 
 __all__ = ['RepNeXt', 'RepNeXtBackbone', 'ChunkConv', 'CopyConv', 'SingleKernelChunkConv',
-           'REPNEXT_ARCHS', 'collapse_chunk_convs', 'checkpoint_form', 'reparameterize_checkpoint',
-           'reparameterize_file']
+           'REPNEXT_ARCHS', 'collapse_chunk_convs', 'checkpoint_form']
 
 MLP_RATIO = 2  # hidden width of every MLP, as in RecNeXt-M
 
@@ -65,8 +63,6 @@ REPNEXT_ARCHS = {
     'm5': RepNeXtArch((80, 160, 320, 640), (7, 7, 35, 2), 0.0),
 }
 LARGE_KERNEL = 11
-# The small branch (its 3x3, or the conv it fuses into) exists only in RepNeXt checkpoints.
-FAMILY_KEY_SIGNATURES['RepNeXt'] = r'token_mixer\.conv_s\.(conv_3_3\.)?weight$'
 # The three forms' checkpoints, told apart by their keys (checked in this order): the
 # multi-branch small branch; level 2's single-kernel ChunkConv; level 1's fused small branch.
 FORM_KEYS = (('training', r'token_mixer\.conv_s\.conv_3_3\.weight$'),
@@ -318,8 +314,8 @@ class RepNeXt(RecNeXt):
     archs = REPNEXT_ARCHS
     build_trunk = staticmethod(build_trunk)
 
-    def fuse(self, single_kernel: bool = False) -> nn.Module:
-        """Deploy form: level 1, or level 2 with ``single_kernel`` (see the module doc)."""
+    def switch_to_deploy(self, single_kernel: bool = False) -> nn.Module:
+        """Deploy form, in place: level 1, or level 2 with ``single_kernel`` (see the module doc)."""
         fuse_modules(self)
         return collapse_chunk_convs(self) if single_kernel else self
 
@@ -337,13 +333,12 @@ class RepNeXtBackbone(MultiScaleBackbone):
     Registered in mmdet's and mmseg's MODELS as ``type='RepNeXt', arch='m3'``; see
     :class:`MultiScaleBackbone` for out_indices, frozen_stages, norm_eval and init_cfg.
     ``deploy=True`` builds the reparameterised form directly (its state_dict is what
-    :func:`reparameterize_checkpoint` writes); ``single_kernel=True`` makes that form level 2.
+    ``reparameterize`` writes); ``single_kernel=True`` makes that form level 2.
     A deploy backbone also takes training-form weights, however they arrive (``init_cfg``,
     or a detector's ``load_state_dict`` as mmengine's ``Runner.load_checkpoint`` does it):
     it takes the training form for the load and folds it again right after.
     """
 
-    family = 'RepNeXt'
     archs = REPNEXT_ARCHS
 
     def __init__(self, arch: str, *args, single_kernel: bool = False, **kwargs):
@@ -410,79 +405,58 @@ class RepNeXtBackbone(MultiScaleBackbone):
             self.train(self.training)  # the folded modules are new: freeze them as configured
 
 
-# ---- reparameterisation of trained checkpoints -----------------------------------------
-DETECTOR_PREFIX = 'backbone.'
-# Training-loop state that only resumes the training form.
-TRAINING_STATE = ('optimizer', 'param_schedulers', 'message_hub')
+# ---- the family -------------------------------------------------------------------------
+# The small branch (its 3x3, or the conv it fuses into) exists only in RepNeXt checkpoints.
+KEY_SIGNATURE = r'token_mixer\.conv_s\.(conv_3_3\.)?weight$'
+
+# RepNeXt published only its distilled classifiers as direct downloads.
+FAMILY = register(Family(
+    type='RepNeXt', backbone=RepNeXtBackbone, classifiers=(RepNeXt,), archs=REPNEXT_ARCHS,
+    models={f'repnext_{arch}': Model(arch) for arch in REPNEXT_ARCHS}, key_signature=KEY_SIGNATURE,
+    releases=(suous_release('https://github.com/suous/RepNeXt/releases/download/v1.0/', 'repnext_m', (3, 4, 5),
+                            classifiers={'dist_in1k': '{model}_distill_300e.pth'}),),
+    deploy_state=True))
+
+# timm reads this module's default_cfgs when the factories below register: repnext_m3.dist_in1k.
+default_cfgs = generate_default_cfgs(FAMILY.pretrained_cfgs(_cfg))
 
 
-def _shapes(module: nn.Module) -> Dict[str, tuple]:
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+def _create_repnext(name: str, pretrained: bool = False, **kwargs) -> RepNeXt:
+    return create_timm_model(FAMILY, name, pretrained, RepNeXt, dict(arch=FAMILY.models[name].arch),
+                             METANEXT_FEATURE_CFG, **kwargs)
 
 
-def find_arch(state_dict, source: str) -> str:
-    """The arch whose training-form keys and shapes are exactly those of ``state_dict``."""
-    shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
-    with torch.device('meta'):  # shapes only: nothing is allocated
-        for arch in REPNEXT_ARCHS:
-            if _shapes(RepNeXtBackbone(arch)) == shapes:
-                return arch
-        # Only now the slower deploy builds, to say why nothing fits.
-        for arch in REPNEXT_ARCHS:
-            if _shapes(RepNeXtBackbone(arch, deploy=True)) == shapes:
-                raise ConversionError(f'{source}: the backbone is already in the deploy form (RepNeXt-{arch})')
-    raise ConversionError(f'{source}: the backbone weights fit no RepNeXt arch ({", ".join(REPNEXT_ARCHS)}) '
-                          'in the training form exactly; is it already reparameterised?')
+@register_model
+def repnext_m0(pretrained: bool = False, **kwargs) -> RepNeXt:
+    """RepNeXt-M0."""
+    return _create_repnext('repnext_m0', pretrained, **kwargs)
 
 
-def reparameterize_checkpoint(checkpoint: dict, source: str, single_kernel: bool = False) -> Tuple[dict, str]:
-    """A trained RepNeXt detector or segmentor checkpoint (tools/train.py's) -> the same
-    with its ``backbone.*`` weights in the deploy form (checked against the training form),
-    neck and heads unchanged, training-loop state dropped; and a one-line summary."""
-    state_dict = checkpoint.get('state_dict')
-    if not isinstance(state_dict, dict):
-        raise ConversionError(f"{source} has no 'state_dict': pass a checkpoint written by tools/train.py")
-    backbone_state = {k[len(DETECTOR_PREFIX):]: v for k, v in state_dict.items() if k.startswith(DETECTOR_PREFIX)}
-    if not backbone_state:
-        raise ConversionError(f'{source} has no {DETECTOR_PREFIX}* weights: pass a detector or segmentor checkpoint')
-    family = guess_family(backbone_state)
-    if family != 'RepNeXt':
-        raise ConversionError(f'{source}: the backbone is ' + (
-            f'a {family}, which has no separate deploy form to write: its deploy=True backbone loads the '
-            'training weights and folds BN itself' if family else 'not a RepNeXt'))
-    arch = find_arch(backbone_state, source)
-    build = functools.partial(RepNeXtBackbone, arch, single_kernel=single_kernel)
-    deploy_state, error = reparameterize_state_dict(build, backbone_state, source)
-    others = {k: v for k, v in state_dict.items() if not k.startswith(DETECTOR_PREFIX)}
-    out = {key: value for key, value in checkpoint.items() if key not in TRAINING_STATE}
-    out['state_dict'] = {**{DETECTOR_PREFIX + k: v for k, v in deploy_state.items()}, **others}
-    meta = dict(out.get('meta') or {})
-    meta['reparameterized'] = dict(family=family, arch=arch, single_kernel=single_kernel,
-                                   source=str(source), max_relative_error=error,
-                                   dropped=[k for k in TRAINING_STATE if k in checkpoint])
-    out['meta'] = meta
-    level = 'level 2 (single 11x11 ChunkConv)' if single_kernel else 'level 1'
-    summary = (f'{family}-{arch} backbone: {len(backbone_state)} -> {len(deploy_state)} tensors, {level}; '
-               f'{len(others)} other tensors kept; deploy vs training max relative error {error:.1e}')
-    return out, summary
+@register_model
+def repnext_m1(pretrained: bool = False, **kwargs) -> RepNeXt:
+    """RepNeXt-M1."""
+    return _create_repnext('repnext_m1', pretrained, **kwargs)
 
 
-def reparameterize_file(checkpoint, output, single_kernel: bool = False, force: bool = False,
-                        trust: bool = False) -> str:
-    """:func:`reparameterize_checkpoint` from file to file (written atomically, with the
-    source's sha256 in its meta); returns the summary."""
-    output = check_output_path(Path(output), force)
-    path = resolve_checkpoint(checkpoint, missing_hint=None)
-    loaded = load_checkpoint_file(path, trust=trust, trust_hint='if you trust its source, pass --trust-checkpoint')
-    out, summary = reparameterize_checkpoint(loaded, path, single_kernel)
-    out['meta']['reparameterized']['source_sha256'] = sha256_of(path)
-    write_atomically(out, output)
-    return summary
+@register_model
+def repnext_m2(pretrained: bool = False, **kwargs) -> RepNeXt:
+    """RepNeXt-M2."""
+    return _create_repnext('repnext_m2', pretrained, **kwargs)
 
 
-# The authors' distilled releases (url, crop, interpolation) come from backbones/hub.py:
-# repnext_m3.dist_in1k.
-default_cfgs = generate_default_cfgs(timm_release_cfgs([f'repnext_{arch}' for arch in REPNEXT_ARCHS], _cfg))
+@register_model
+def repnext_m3(pretrained: bool = False, **kwargs) -> RepNeXt:
+    """RepNeXt-M3."""
+    return _create_repnext('repnext_m3', pretrained, **kwargs)
 
 
-globals().update(register_metanext(RepNeXt, 'repnext', 'RepNeXt', __name__))
+@register_model
+def repnext_m4(pretrained: bool = False, **kwargs) -> RepNeXt:
+    """RepNeXt-M4."""
+    return _create_repnext('repnext_m4', pretrained, **kwargs)
+
+
+@register_model
+def repnext_m5(pretrained: bool = False, **kwargs) -> RepNeXt:
+    """RepNeXt-M5."""
+    return _create_repnext('repnext_m5', pretrained, **kwargs)

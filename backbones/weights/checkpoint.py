@@ -1,49 +1,30 @@
-"""Checkpoint files: safe loading, finding the weights in a wrapper, telling the families
-apart by their keys, splitting keys by prefix; their sha256 and the atomic write of a new one.
-
-The first steps of the checkpoint pipeline (:mod:`backbones.weights`); kept apart from it
-because ``backbones.hub`` needs :class:`CheckpointError` and the pipeline needs ``hub``.
+"""Checkpoint files: safe loading, finding the weights in a wrapper, splitting keys by
+prefix. The first steps of the checkpoint pipeline (:mod:`.pipeline`); which family a file
+belongs to is read from its keys by the family records (``models.registry.guess_family``).
 No mm imports.
 """
-import contextlib
-import hashlib
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections import OrderedDict
-from pathlib import Path
-from typing import Dict, Iterable, Iterator, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 import torch
 
-from .errors import UserError
+from ..errors import CheckpointError
 
-HASH_CHUNK = 4 << 20
+__all__ = ['DETECTOR_PREFIX', 'CheckpointError', 'load_checkpoint_file', 'split_keys', 'strip_prefixes',
+           'under_prefix', 'unwrap_state_dict']
+
 # Wrappers that published checkpoints put around the weights, in the order we prefer them.
 WRAPPER_KEYS = ('state_dict', 'model', 'model_ema', 'module')
 # The prefix DataParallel/DDP adds to every key. (A detector's ``backbone.`` is a prefix
 # the pipeline selects, as ``init_cfg``'s ``prefix`` does.)
 STRIP_PREFIXES = ('module.',)
-
-
-class CheckpointError(UserError, ValueError):
-    """A user-facing problem with a checkpoint file; its message is one line."""
-
-
-# Regexes that recognise a family's checkpoint keys, so that loading the wrong file
-# says which family it looks like. Each family module registers its own.
-FAMILY_KEY_SIGNATURES: Dict[str, str] = {}
-
-
-def guess_family(keys) -> Optional[str]:
-    """The family whose signature most keys match, or None."""
-    keys = list(keys)
-    scores = {family: sum(bool(re.search(pattern, k)) for k in keys)
-              for family, pattern in FAMILY_KEY_SIGNATURES.items()}
-    best = max(scores, key=scores.get, default=None)
-    return best if best is not None and scores[best] > 0 else None
+# What mmdet's and mmseg's models call their backbone: the prefix of its keys in a detector's
+# or segmentor's checkpoint.
+DETECTOR_PREFIX = 'backbone.'
 
 
 def _looks_like_torch_file(path: str) -> bool:
@@ -131,34 +112,3 @@ def split_keys(state_dict: Dict[str, torch.Tensor], drop_prefixes: Iterable[str]
         else:
             dropped[prefix].append(key)
     return kept, OrderedDict((p, keys) for p, keys in dropped.items() if keys)
-
-
-# ---- files ---------------------------------------------------------------------------
-def sha256_of(path) -> str:
-    """The file's sha256 (hex), read in chunks."""
-    digest, buffer = hashlib.sha256(), bytearray(HASH_CHUNK)
-    view = memoryview(buffer)
-    with open(path, 'rb', buffering=0) as f:
-        while size := f.readinto(buffer):
-            digest.update(view[:size])
-    return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def staged_file(path: Path) -> Iterator[Path]:
-    """Yield a temp path next to ``path``; move it into place only if the block succeeds.
-
-    Whatever fails (a write error, a failed check, Ctrl-C), no partial output is left.
-    """
-    path = Path(path)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    os.close(fd)
-    try:
-        yield Path(temp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal mode
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)

@@ -1,33 +1,22 @@
-"""The model zoo in one table: every model's ImageNet weights, the papers' sizes, and the
-configs with the results published for them.
+"""The model zoo: every model's ImageNet weights, the papers' sizes, and the configs with
+the results published for them.
 
-* :data:`RELEASES`: the direct-download releases (classifiers, trained detectors and
-  segmentors) by family; :mod:`.hub` turns them into URLs and timm tags.
-* :data:`MODELS`: one :class:`ZooModel` per model, with the params / MACs its paper prints
-  (strings, so that the paper's precision is kept) and its :class:`ZooConfig` rows.
+* :data:`MODELS`: one :class:`ZooModel` per model of the project, in the family records'
+  order (``models.registry``): the row :data:`ROWS` gives it (the params / MACs its paper
+  prints, as strings so that the paper's precision is kept, and its :class:`ZooConfig`
+  rows), or, for a model without one, its weights as its family's releases say.
 * Readers: :func:`model`, :func:`configs`, :func:`config`, :func:`size_note`.
 
-``tools/benchmark.py --markdown`` renders this table for the README; the tests check it
-against ``configs/`` (every file is here, every header's "Published" line agrees) and the
-README. Pure data, no mm or torch imports.
+The release URLs are the families' (``registry.classifier_url`` / ``downstream_url``);
+``scripts/zoo_table.py`` renders this table for the README; the tests check it against
+``configs/`` (every file is here, every header's "Published" line agrees) and the README.
+No mm imports.
 """
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, Optional, Tuple
 
-# ---- direct-download releases -------------------------------------------------------
-# family -> where its files are and which archs have which files.
-RELEASES: Dict[str, dict] = {
-    'recnext_m': dict(base='https://github.com/suous/RecNeXt/releases/download/v1.0/',
-                      classifiers=('m0', 'm1', 'm2', 'm3', 'm4', 'm5'), without_distill=True,
-                      downstream=('m3', 'm4', 'm5')),
-    'recnext_a': dict(base='https://github.com/suous/RecNeXt/releases/download/v2.0/',
-                      classifiers=('a0', 'a1', 'a2', 'a3', 'a4', 'a5'), without_distill=True,
-                      downstream=('a3', 'a4', 'a5')),
-    # RepNeXt published only its distilled classifiers as direct downloads.
-    'repnext_m': dict(base='https://github.com/suous/RepNeXt/releases/download/v1.0/',
-                      classifiers=('m0', 'm1', 'm2', 'm3', 'm4', 'm5'), without_distill=False,
-                      downstream=('m3', 'm4', 'm5')),
-}
+from ..models import registry
+
 # The tasks of the trained downstream checkpoints, as they appear in the release names.
 DOWNSTREAM_TASKS = ('coco', 'ade20k')
 
@@ -85,10 +74,6 @@ class ZooModel:
     configs: Tuple[ZooConfig, ...] = ()
     note: str = ''                     # anything a user must know about this row
 
-    @property
-    def family(self) -> str:
-        return self.name.split('_')[0]
-
 
 # ---- the configs' recipes, shared by a family's rows ---------------------------------------
 MASK_RCNN = 'Mask R-CNN 1x'
@@ -99,7 +84,7 @@ CASCADE = 'Cascade Mask R-CNN 3x'
 
 
 def _downstream(family: str, arch: str, task: str) -> str:
-    return f"{RELEASES[family]['base']}{family[:-1]}{arch}_{task}.pth"
+    return registry.downstream_url(f'{family[:-1]}{arch}', task)
 
 
 def _suous(family: str, arch: str, coco: Tuple[str, str], ade: str, source: str,
@@ -135,7 +120,9 @@ def _oriented1d(size: str, variant: str, box: str, mask: str, miou: str) -> Tupl
             ZooConfig(f'{stem}_ade20k.py', UPERNET, {'mIoU': miou}, 'Oriented1D, mmseg 0.x', multi_scale=True))
 
 
-MODELS: Tuple[ZooModel, ...] = (
+# The rows of the models with published sizes, configs or weights other than their family's
+# releases; every other model of the project gets a row from its family record.
+ROWS: Tuple[ZooModel, ...] = (
     # RecNeXt-M (RecConv) and RecNeXt-A (RecAttn): params / MACs from the RecNeXt README.
     ZooModel('recnext_m0', 'release', '2.5', '0.4'),
     ZooModel('recnext_m1', 'release', '5.2', '0.9'),
@@ -189,6 +176,14 @@ MODELS: Tuple[ZooModel, ...] = (
     ZooModel('convnext_base_2dpp', 'gdrive', configs=_oriented1d('base', '2dpp', '52.9', '45.8', '50.2')),
 )
 
+
+
+def _default_row(name: str) -> ZooModel:
+    return ZooModel(name, 'release' if registry.classifier_url(name) else 'none')
+
+
+_ROWS_BY_NAME = {entry.name: entry for entry in ROWS}
+MODELS: Tuple[ZooModel, ...] = tuple(_ROWS_BY_NAME.get(name) or _default_row(name) for name in registry.model_names())
 _BY_NAME = {entry.name: entry for entry in MODELS}
 
 

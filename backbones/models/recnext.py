@@ -19,16 +19,17 @@ from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, trunc_normal_
-from timm.models import generate_default_cfgs
+from timm.models import generate_default_cfgs, register_model
 from torch import nn
 
-from ._fusion import fuse_bn_linear, fuse_conv_bn, fuse_modules
-from .depthwise import DepthwiseConv2d
-from .export import is_tracing
-from .hub import timm_release_cfgs
-from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
-from .timm_models import TimmClassifier, register_family, stage_feature_info
+from .layers.depthwise import DepthwiseConv2d
+from .layers.fusion import fuse_bn_linear, fuse_conv_bn
+from .layers.tracing import is_tracing
+from .multiscale import BackboneConfigError, MultiScaleBackbone
+from .registry import Family, Model, Release, register
+from .timm_models import TimmClassifier, create_timm_model, stage_feature_info
 
 __all__ = ['RecNeXt', 'RecNeXtBackbone', 'RecConv2d', 'RecAttn2d', 'LinearAttention',
            'RECNEXT_ARCHS', 'recconv_options']
@@ -56,9 +57,6 @@ RECNEXT_ARCHS = {
     'a4': RecNeXtArch((64, 128, 256, 512), (5, 5, 25, 4), 0.2, 1.875, True),
     'a5': RecNeXtArch((80, 160, 320, 640), (7, 7, 35, 2), 0.3, 1.875, True),
 }
-# The token mixer's stride-2 conv (M: a bare conv, A: a ConvNorm) only exists in RecNeXt checkpoints.
-FAMILY_KEY_SIGNATURES['RecNeXt'] = r'token_mixer\.down\.(0\.conv\.)?weight$'
-
 UPSAMPLE_MODES = ('bilinear', 'nearest', 'transpose')
 RECCONV_VARIANTS = ('shared', 'group', 'split')
 
@@ -473,11 +471,13 @@ class RecNeXt(TimmClassifier):
         self.head = (DistilledHead(self.num_features, num_classes, distillation)
                      if num_classes > 0 else nn.Identity())
 
-    def forward_features(self, x):
-        return self.stages(self.stem(x))
-
     def trunk_steps(self):
         return [self.stem, *self.stages]
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return dict(stem=r'^stem', blocks=r'^stages\.(\d+)' if coarse else [
+            (r'^stages\.(\d+)\.downsample', (0,)), (r'^stages\.(\d+)\.blocks\.(\d+)', None)])
 
     def level_ends(self):
         return range(1, len(self.stages) + 1)
@@ -494,9 +494,9 @@ class RecNeXt(TimmClassifier):
         x = self.head_drop(x)
         return x if pre_logits else self.head(x)
 
-    def fuse(self) -> nn.Module:
-        """Deploy form: BN folded into convs, the two heads merged into one Linear."""
-        return fuse_modules(self)
+    def switch_to_deploy(self) -> nn.Module:
+        """Deploy form, in place: BN folded into convs, the two heads merged into one Linear."""
+        return super().switch_to_deploy()
 
 
 # ---- Deploy fast path -------------------------------------------------------------------
@@ -625,7 +625,6 @@ class RecNeXtBackbone(MultiScaleBackbone):
     frozen_stages, norm_eval, deploy and init_cfg.
     """
 
-    family = 'RecNeXt'
     archs = RECNEXT_ARCHS
 
     def __init__(self, arch: str, recconv: Optional[dict] = None, **kwargs):
@@ -639,27 +638,117 @@ class RecNeXtBackbone(MultiScaleBackbone):
         return info
 
 
+# ---- the family -------------------------------------------------------------------------
+# The token mixer's stride-2 conv (M: a bare conv, A: a ConvNorm) only exists in RecNeXt checkpoints.
+KEY_SIGNATURE = r'token_mixer\.down\.(0\.conv\.)?weight$'
+# suous's release files: the distilled classifier is timm's default tag.
+SUOUS_CLASSIFIERS = {'dist_in1k': '{model}_distill_300e.pth', 'in1k': '{model}_without_distill_300e.pth'}
+SUOUS_DOWNSTREAM = {'coco': '{model}_coco.pth', 'ade20k': '{model}_ade20k.pth'}
+
+
+def suous_release(base: str, series: str, downstream: Sequence[int], classifiers=SUOUS_CLASSIFIERS) -> Release:
+    """suous's release of one series (``recnext_m``, ``recnext_a``, ``repnext_m``): classifiers of
+    sizes 0-5, trained detectors and segmentors of the ``downstream`` sizes."""
+    return Release(base, tuple(f'{series}{index}' for index in range(6)), classifiers,
+                   tuple(f'{series}{index}' for index in downstream), SUOUS_DOWNSTREAM)
+
+
+FAMILY = register(Family(
+    type='RecNeXt', backbone=RecNeXtBackbone, classifiers=(RecNeXt,), archs=RECNEXT_ARCHS,
+    models={f'recnext_{arch}': Model(arch) for arch in RECNEXT_ARCHS}, key_signature=KEY_SIGNATURE,
+    releases=(suous_release('https://github.com/suous/RecNeXt/releases/download/v1.0/', 'recnext_m', (3, 4, 5)),
+              suous_release('https://github.com/suous/RecNeXt/releases/download/v2.0/', 'recnext_a', (3, 4, 5)))))
+
+# The authors' ImageNet evaluation: resize the short side to 256 (bicubic), centre-crop 224.
+EVAL_PREPROCESSING = dict(input_size=(3, 224, 224), crop_pct=224 / 256, interpolation='bicubic',
+                          mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
+
+
 def _cfg(**kwargs) -> dict:
     return dict(num_classes=1000, pool_size=(7, 7), first_conv='stem.stem.0.conv',
-                classifier=('head.head.linear', 'head.head_dist.linear'), **kwargs)
+                classifier=('head.head.linear', 'head.head_dist.linear'), **EVAL_PREPROCESSING, **kwargs)
 
 
-# The authors' releases (url, crop, interpolation) come from backbones/hub.py:
-# recnext_m3.dist_in1k (default) and recnext_m3.in1k.
-default_cfgs = generate_default_cfgs(timm_release_cfgs([f'recnext_{arch}' for arch in RECNEXT_ARCHS], _cfg))
-
+# timm reads this module's default_cfgs when the factories below register: the releases
+# above as tags, recnext_m3.dist_in1k (the default) and recnext_m3.in1k.
+default_cfgs = generate_default_cfgs(FAMILY.pretrained_cfgs(_cfg))
 
 # Features at the four stages; flatten_sequential hoists `stages` so that each is a level.
 METANEXT_FEATURE_CFG = dict(flatten_sequential=True, out_indices=(0, 1, 2, 3))
 
 
-def register_metanext(model_cls, prefix: str, family: str, module: str) -> dict:
-    """Register ``<prefix>_<arch>`` for each of ``model_cls.archs`` (RecNeXt and RepNeXt)."""
-    def describe(name: str, arguments: dict) -> str:
-        spec = model_cls.archs[arguments['arch']]
-        return f"{family}-{arguments['arch'].upper()} (dims {spec.dims}, depths {spec.depths})."
-    models = {f'{prefix}_{arch}': dict(arch=arch) for arch in model_cls.archs}
-    return register_family(model_cls, models, module, describe, METANEXT_FEATURE_CFG)
+def _create_recnext(name: str, pretrained: bool = False, **kwargs) -> RecNeXt:
+    return create_timm_model(FAMILY, name, pretrained, RecNeXt, dict(arch=FAMILY.models[name].arch),
+                             METANEXT_FEATURE_CFG, **kwargs)
 
 
-globals().update(register_metanext(RecNeXt, 'recnext', 'RecNeXt', __name__))
+@register_model
+def recnext_m0(pretrained: bool = False, **kwargs) -> RecNeXt:
+    """RecNeXt-M0, with RecConv token mixers."""
+    return _create_recnext('recnext_m0', pretrained, **kwargs)
+
+
+@register_model
+def recnext_m1(pretrained: bool = False, **kwargs) -> RecNeXt:
+    """RecNeXt-M1, with RecConv token mixers."""
+    return _create_recnext('recnext_m1', pretrained, **kwargs)
+
+
+@register_model
+def recnext_m2(pretrained: bool = False, **kwargs) -> RecNeXt:
+    """RecNeXt-M2, with RecConv token mixers."""
+    return _create_recnext('recnext_m2', pretrained, **kwargs)
+
+
+@register_model
+def recnext_m3(pretrained: bool = False, **kwargs) -> RecNeXt:
+    """RecNeXt-M3, with RecConv token mixers."""
+    return _create_recnext('recnext_m3', pretrained, **kwargs)
+
+
+@register_model
+def recnext_m4(pretrained: bool = False, **kwargs) -> RecNeXt:
+    """RecNeXt-M4, with RecConv token mixers."""
+    return _create_recnext('recnext_m4', pretrained, **kwargs)
+
+
+@register_model
+def recnext_m5(pretrained: bool = False, **kwargs) -> RecNeXt:
+    """RecNeXt-M5, with RecConv token mixers."""
+    return _create_recnext('recnext_m5', pretrained, **kwargs)
+
+
+@register_model
+def recnext_a0(pretrained: bool = False, **kwargs) -> RecNeXt:
+    """RecNeXt-A0, with RecAttn token mixers."""
+    return _create_recnext('recnext_a0', pretrained, **kwargs)
+
+
+@register_model
+def recnext_a1(pretrained: bool = False, **kwargs) -> RecNeXt:
+    """RecNeXt-A1, with RecAttn token mixers."""
+    return _create_recnext('recnext_a1', pretrained, **kwargs)
+
+
+@register_model
+def recnext_a2(pretrained: bool = False, **kwargs) -> RecNeXt:
+    """RecNeXt-A2, with RecAttn token mixers."""
+    return _create_recnext('recnext_a2', pretrained, **kwargs)
+
+
+@register_model
+def recnext_a3(pretrained: bool = False, **kwargs) -> RecNeXt:
+    """RecNeXt-A3, with RecAttn token mixers."""
+    return _create_recnext('recnext_a3', pretrained, **kwargs)
+
+
+@register_model
+def recnext_a4(pretrained: bool = False, **kwargs) -> RecNeXt:
+    """RecNeXt-A4, with RecAttn token mixers."""
+    return _create_recnext('recnext_a4', pretrained, **kwargs)
+
+
+@register_model
+def recnext_a5(pretrained: bool = False, **kwargs) -> RecNeXt:
+    """RecNeXt-A5, with RecAttn token mixers."""
+    return _create_recnext('recnext_a5', pretrained, **kwargs)

@@ -4,37 +4,42 @@ Reference: Han et al., "Rethinking Channel Dimensions for Efficient Model Design
 (CVPR 2021, https://github.com/clovaai/rexnet).
 
 * ReXNet (``rexnet_100`` ... ``rexnet_300``) and ReXNet-R (``rexnetr_*``, channels rounded
-  to multiples of 8) are timm's own models; they are used through timm's features API and
-  not re-implemented here. ``rexnet_090`` and ``rexnet_220``, the widths of clovaai's
-  COCO results, are timm's ``RexNet(width_mult=0.9 / 2.2)``, registered here (timm
-  registers only 1.0/1.3/1.5/2.0/3.0); clovaai released no ImageNet weights for them.
+  to multiples of 8) are timm's own ``RexNet``, not re-implemented here. This family takes
+  over timm's names (with timm's pretrained cfgs, so timm's weights load as before) to
+  build :class:`ReXNet`: timm's model with plain norm layers (SyncBN keeps its
+  activations), whose checkpoint filter also reads clovaai's files. ``rexnet_090`` and
+  ``rexnet_220``, the widths of clovaai's COCO results, are ``RexNet(width_mult=0.9 / 2.2)``
+  (timm registers only 1.0/1.3/1.5/2.0/3.0); clovaai released no ImageNet weights for them.
 * ReXNet-lite (no SE, ReLU6 everywhere) exists only in clovaai's repository. It is
   implemented below and registered with timm as ``rexnet_lite_100/_130/_150/_200``; its
   parameter names are clovaai's exactly, so their lite checkpoints load strictly.
 * clovaai's full ReXNetV1 checkpoints hold the same tensors as timm's ``rexnet_*`` under
   other names (and a 1x1-conv classifier where timm has a Linear):
-  :func:`clovaai_to_timm` maps them.
+  :func:`clovaai_to_timm` maps them (the family's checkpoint filter, timm's
+  ``pretrained_filter_fn``: ``pretrained_cfg_overlay=dict(file=...)`` reads either layout).
 
 :class:`ReXNetBackbone` is the dense-prediction trunk registered as ``type='ReXNet'``.
 """
 import re
-from typing import Dict, List, NamedTuple, Tuple
+import warnings
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, make_divisible
-from timm.models import generate_default_cfgs
-from timm.models.rexnet import RexNet
+from timm.models import generate_default_cfgs, register_model
+from timm.models import rexnet as timm_rexnet
 from torch import nn
 
-from ._fusion import fuse_conv_bn, fuse_modules
-from .checkpoint import CheckpointError
-from .multiscale import FAMILY_KEY_SIGNATURES
+from ..errors import CheckpointError
+from .layers.fusion import fuse_conv_bn, fuse_modules
+from .layers.norm_act import split_norm_activations
+from .registry import Family, Model, register
 from .timm_features import TimmFeaturesBackbone
-from .timm_models import TimmClassifier, register_family
+from .timm_models import TimmClassifier, create_timm_model
 
-__all__ = ['ReXNetLite', 'ReXNetBackbone', 'REXNET_ARCHS', 'ReXNetArch',
-           'clovaai_to_timm', 'is_clovaai_rexnet']
+__all__ = ['ReXNet', 'ReXNetLite', 'ReXNetBackbone', 'REXNET_ARCHS', 'ReXNetArch',
+           'clovaai_to_timm', 'is_clovaai_rexnet', 'filter_checkpoint']
 
 # Blocks per group and each group's first stride (the rest have stride 1); both ReXNets.
 GROUP_DEPTHS = (1, 2, 2, 3, 3, 5)
@@ -45,7 +50,8 @@ EXPANSION = 6  # every block but the first expands its input 6x before the depth
 class ReXNetArch(NamedTuple):
     model: str  # timm model name
     width_mult: float
-    series: str  # 'rexnet' (SE, SiLU), 'rexnetr' (ReXNet with channels rounded to 8), 'lite' (no SE, ReLU6)
+    series: str  # 'rexnet' (SE, SiLU), 'rexnetr' (ReXNet with channels rounded), 'lite' (no SE, ReLU6)
+    ch_div: int = 1  # every width a multiple of this (ReXNet-R: 8, and 16 at 3.0, as timm's rexnetr_*)
 
 
 def width_tag(width_mult: float) -> str:
@@ -62,11 +68,29 @@ LITE_WIDTHS = (1.0, 1.3, 1.5, 2.0)  # clovaai's ReXNet-lite releases
 # mm arch -> model. Plain widths are ReXNet, 'r_' ReXNet-R, 'lite_' ReXNet-lite.
 REXNET_ARCHS: Dict[str, ReXNetArch] = {
     **{f'{w}': ReXNetArch(f'rexnet_{width_tag(w)}', w, 'rexnet') for w in sorted(TIMM_WIDTHS + OWN_WIDTHS)},
-    **{f'r_{w}': ReXNetArch(f'rexnetr_{width_tag(w)}', w, 'rexnetr') for w in TIMM_WIDTHS},
+    **{f'r_{w}': ReXNetArch(f'rexnetr_{width_tag(w)}', w, 'rexnetr', 16 if w == 3.0 else 8) for w in TIMM_WIDTHS},
     **{f'lite_{w}': ReXNetArch(f'rexnet_lite_{width_tag(w)}', w, 'lite') for w in LITE_WIDTHS},
 }
 # timm's blocks have conv_dw; clovaai's (full and lite) keep their layers in '.out'.
-FAMILY_KEY_SIGNATURES['ReXNet'] = r'features[._]\d+\.(conv_dw\.conv|out\.\d+)\.weight$'
+KEY_SIGNATURE = r'features[._]\d+\.(conv_dw\.conv|out\.\d+)\.weight$'
+
+
+# ---- ReXNet and ReXNet-R: timm's model -------------------------------------------------
+class ReXNet(timm_rexnet.RexNet):
+    """timm's ``RexNet`` (its layout, weights and feature API) with plain norm layers: each
+    activation is applied by the layer that holds the norm, so SyncBN conversion keeps it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        split_norm_activations(self)
+
+    def switch_to_deploy(self) -> 'ReXNet':
+        """The deploy form is the model itself: timm's ReXNet has no BN-folded form (the lite one has)."""
+        return self
+
+    def fuse(self) -> 'ReXNet':
+        """timm's name for :meth:`switch_to_deploy`."""
+        return self.switch_to_deploy()
 
 
 # ---- ReXNet-lite ---------------------------------------------------------------------
@@ -207,53 +231,21 @@ class ReXNetLite(TimmClassifier):
     def keep_steps(self, count: int):
         self.features = self.features[:count]
 
-    def forward_features(self, x):
-        return self.features(x)
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        # features.0-2: the stem's conv, BN and ReLU6; then one entry per block, and the final conv.
+        return dict(stem=r'^features\.[012]\.', blocks=r'^features\.(\d+)')
 
     def forward_head(self, x, pre_logits: bool = False):
         x = x.mean((2, 3), keepdim=True)
         return x.flatten(1) if pre_logits else self.output(x).flatten(1)
 
-    def fuse(self) -> nn.Module:
-        """Deploy form: every BN folded into the conv before it."""
+    def switch_to_deploy(self) -> nn.Module:
+        """Deploy form, in place: every BN folded into the conv before it."""
         fold_conv_bn_siblings(self.features)
         if isinstance(self.output, nn.Sequential):
             fold_conv_bn_siblings(self.output)
         return fuse_modules(self)
-
-
-def _cfg(first_conv: str = 'stem.conv', classifier: str = 'head.fc') -> dict:
-    """timm's RexNet cfg; no download URL (clovaai's releases are on Google Drive)."""
-    return dict(url='', num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7),
-                crop_pct=0.875, interpolation='bicubic', mean=IMAGENET_DEFAULT_MEAN,
-                std=IMAGENET_DEFAULT_STD, first_conv=first_conv, classifier=classifier, license='mit')
-
-
-# The models registered here (timm registers the others): the lite ones and two plain widths.
-OWN_ARCHS = {spec.model: spec for spec in REXNET_ARCHS.values()
-             if spec.series == 'lite' or (spec.series == 'rexnet' and spec.width_mult in OWN_WIDTHS)}
-# timm's register_model picks these up by module.
-default_cfgs = generate_default_cfgs({
-    name: _cfg('features.0', 'output.4') if spec.series == 'lite' else _cfg() for name, spec in OWN_ARCHS.items()})
-
-
-def _describe_rexnet(name: str, arguments: dict) -> str:
-    width = arguments['width_mult']
-    return (f"ReXNet {width}x: timm's RexNet(width_mult={width}), clovaai's ReXNetV1(width_mult={width}) "
-            'tensor for tensor.')
-
-
-def _describe_lite(name: str, arguments: dict) -> str:
-    return f"ReXNet-lite {arguments['multiplier']}x (clovaai ReXNetV1_lite(multiplier={arguments['multiplier']}))."
-
-
-# flatten_sequential: the feature levels are entries of the 'features' Sequential (both models).
-globals().update(register_family(
-    RexNet, {name: dict(width_mult=spec.width_mult) for name, spec in OWN_ARCHS.items() if spec.series == 'rexnet'},
-    __name__, _describe_rexnet, dict(flatten_sequential=True)))
-globals().update(register_family(
-    ReXNetLite, {name: dict(multiplier=spec.width_mult) for name, spec in OWN_ARCHS.items() if spec.series == 'lite'},
-    __name__, _describe_lite, dict(flatten_sequential=True)))
 
 
 # ---- clovaai's full ReXNetV1 layout -> timm's ------------------------------------------
@@ -330,6 +322,13 @@ def clovaai_to_timm(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tens
     return converted
 
 
+def filter_checkpoint(state_dict: Dict[str, torch.Tensor], model: Optional[nn.Module] = None
+                      ) -> Dict[str, torch.Tensor]:
+    """The family's checkpoint filter: clovaai's full ReXNetV1 layout -> timm's; timm's own
+    and clovaai's lite layout (which ReXNetLite has) unchanged."""
+    return clovaai_to_timm(state_dict) if is_clovaai_rexnet(state_dict) else state_dict
+
+
 _BLOCK_KEY = re.compile(r'^features\.(\d+)\.(out|conv_dw)\.')
 
 
@@ -355,7 +354,6 @@ class ReXNetBackbone(TimmFeaturesBackbone):
     checkpoint. The lite archs have a deploy form (BN folded); timm's ReXNets do not.
     """
 
-    family = 'ReXNet'
     archs = REXNET_ARCHS
     classifier_prefixes = ('head', 'output')  # timm's Linear head, clovaai's conv head
     flattened_containers = ('features',)
@@ -374,6 +372,137 @@ class ReXNetBackbone(TimmFeaturesBackbone):
     @classmethod
     def remap_classifier_keys(cls, state_dict):
         """clovaai full -> timm layout; drop the classifier-only final conv; -> ``body.`` keys."""
-        if is_clovaai_rexnet(state_dict):
-            state_dict = clovaai_to_timm(state_dict)
-        return super().remap_classifier_keys(drop_final_conv(state_dict))
+        return super().remap_classifier_keys(drop_final_conv(filter_checkpoint(state_dict)))
+
+
+# ---- the family ----------------------------------------------------------------------------
+FAMILY = register(Family(
+    type='ReXNet', backbone=ReXNetBackbone, classifiers=(ReXNet, ReXNetLite), archs=REXNET_ARCHS,
+    models={spec.model: Model(arch) for arch, spec in REXNET_ARCHS.items()}, key_signature=KEY_SIGNATURE,
+    checkpoint_filter=filter_checkpoint))
+
+
+def _cfg(first_conv: str = 'stem.conv', classifier: str = 'head.fc') -> dict:
+    """timm's RexNet cfg; no download URL (clovaai's releases are on Google Drive)."""
+    return dict(url='', num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7),
+                crop_pct=0.875, interpolation='bicubic', mean=IMAGENET_DEFAULT_MEAN,
+                std=IMAGENET_DEFAULT_STD, first_conv=first_conv, classifier=classifier, license='mit')
+
+
+# timm reads this module's default_cfgs when the factories below register. The names timm
+# registers itself keep timm's pretrained cfgs (its weights, tags and preprocessing); the
+# others (0.9, 2.2, lite) have no download.
+default_cfgs = {
+    **generate_default_cfgs({name: _cfg('features.0', 'output.4') if REXNET_ARCHS[entry.arch].series == 'lite'
+                             else _cfg() for name, entry in FAMILY.models.items()}),
+    **{name: cfg for name, cfg in timm_rexnet.default_cfgs.items() if name in FAMILY.models},
+}
+# The factories below take over timm's own rexnet_* / rexnetr_* names on purpose; timm
+# warns about each name it sees registered twice.
+warnings.filterwarnings('ignore', message=r'Overwriting rexnetr?_\d+ in registry', category=UserWarning)
+
+
+def _create_rexnet(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
+    spec = REXNET_ARCHS[FAMILY.models[name].arch]
+    if spec.series == 'lite':
+        model_cls, arguments = ReXNetLite, dict(multiplier=spec.width_mult)
+    else:
+        model_cls, arguments = ReXNet, dict(width_mult=spec.width_mult, ch_div=spec.ch_div)
+    # flatten_sequential: the feature levels are entries of the 'features' Sequential (both models).
+    return create_timm_model(FAMILY, name, pretrained, model_cls, arguments, dict(flatten_sequential=True), **kwargs)
+
+
+@register_model
+def rexnet_090(pretrained: bool = False, **kwargs) -> ReXNet:
+    """ReXNet 0.9x (clovaai's COCO width; no ImageNet weights)."""
+    return _create_rexnet('rexnet_090', pretrained, **kwargs)
+
+
+@register_model
+def rexnet_100(pretrained: bool = False, **kwargs) -> ReXNet:
+    """ReXNet 1.0x."""
+    return _create_rexnet('rexnet_100', pretrained, **kwargs)
+
+
+@register_model
+def rexnet_130(pretrained: bool = False, **kwargs) -> ReXNet:
+    """ReXNet 1.3x."""
+    return _create_rexnet('rexnet_130', pretrained, **kwargs)
+
+
+@register_model
+def rexnet_150(pretrained: bool = False, **kwargs) -> ReXNet:
+    """ReXNet 1.5x."""
+    return _create_rexnet('rexnet_150', pretrained, **kwargs)
+
+
+@register_model
+def rexnet_200(pretrained: bool = False, **kwargs) -> ReXNet:
+    """ReXNet 2.0x."""
+    return _create_rexnet('rexnet_200', pretrained, **kwargs)
+
+
+@register_model
+def rexnet_220(pretrained: bool = False, **kwargs) -> ReXNet:
+    """ReXNet 2.2x (clovaai's COCO width; no ImageNet weights)."""
+    return _create_rexnet('rexnet_220', pretrained, **kwargs)
+
+
+@register_model
+def rexnet_300(pretrained: bool = False, **kwargs) -> ReXNet:
+    """ReXNet 3.0x."""
+    return _create_rexnet('rexnet_300', pretrained, **kwargs)
+
+
+@register_model
+def rexnetr_100(pretrained: bool = False, **kwargs) -> ReXNet:
+    """ReXNet-R 1.0x (channels rounded to multiples of 8)."""
+    return _create_rexnet('rexnetr_100', pretrained, **kwargs)
+
+
+@register_model
+def rexnetr_130(pretrained: bool = False, **kwargs) -> ReXNet:
+    """ReXNet-R 1.3x (channels rounded to multiples of 8)."""
+    return _create_rexnet('rexnetr_130', pretrained, **kwargs)
+
+
+@register_model
+def rexnetr_150(pretrained: bool = False, **kwargs) -> ReXNet:
+    """ReXNet-R 1.5x (channels rounded to multiples of 8)."""
+    return _create_rexnet('rexnetr_150', pretrained, **kwargs)
+
+
+@register_model
+def rexnetr_200(pretrained: bool = False, **kwargs) -> ReXNet:
+    """ReXNet-R 2.0x (channels rounded to multiples of 8)."""
+    return _create_rexnet('rexnetr_200', pretrained, **kwargs)
+
+
+@register_model
+def rexnetr_300(pretrained: bool = False, **kwargs) -> ReXNet:
+    """ReXNet-R 3.0x (channels rounded to multiples of 8)."""
+    return _create_rexnet('rexnetr_300', pretrained, **kwargs)
+
+
+@register_model
+def rexnet_lite_100(pretrained: bool = False, **kwargs) -> ReXNetLite:
+    """ReXNet-lite 1.0x (clovaai's ReXNetV1_lite: no SE, ReLU6)."""
+    return _create_rexnet('rexnet_lite_100', pretrained, **kwargs)
+
+
+@register_model
+def rexnet_lite_130(pretrained: bool = False, **kwargs) -> ReXNetLite:
+    """ReXNet-lite 1.3x (clovaai's ReXNetV1_lite: no SE, ReLU6)."""
+    return _create_rexnet('rexnet_lite_130', pretrained, **kwargs)
+
+
+@register_model
+def rexnet_lite_150(pretrained: bool = False, **kwargs) -> ReXNetLite:
+    """ReXNet-lite 1.5x (clovaai's ReXNetV1_lite: no SE, ReLU6)."""
+    return _create_rexnet('rexnet_lite_150', pretrained, **kwargs)
+
+
+@register_model
+def rexnet_lite_200(pretrained: bool = False, **kwargs) -> ReXNetLite:
+    """ReXNet-lite 2.0x (clovaai's ReXNetV1_lite: no SE, ReLU6)."""
+    return _create_rexnet('rexnet_lite_200', pretrained, **kwargs)

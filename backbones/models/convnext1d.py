@@ -31,12 +31,13 @@ import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, LayerNorm2d, trunc_normal_
-from timm.models import generate_default_cfgs
+from timm.models import generate_default_cfgs, register_model
 from torch import nn
 
-from .multiscale import FAMILY_KEY_SIGNATURES, BackboneConfigError, MultiScaleBackbone
-from .oriented_conv import OrientedConv1d
-from .timm_models import TimmClassifier, register_family, stage_feature_info
+from .layers.oriented_conv import OrientedConv1d
+from .multiscale import BackboneConfigError, MultiScaleBackbone
+from .registry import Family, Model, register
+from .timm_models import TimmClassifier, create_timm_model, stage_feature_info
 
 __all__ = ['ConvNeXt1D', 'ConvNeXt1DBackbone', 'CONVNEXT1D_ARCHS', 'CONVNEXT1D_VARIANTS', 'TIMM_ARCHS',
            'unwrap_oriented_conv_keys']
@@ -73,15 +74,16 @@ STEM_KERNEL = {'1d': 31, '1dpp': 15}  # the oriented stem of the 1D variants (un
 STEM_HIDDEN = 64
 LAYER_SCALE_INIT = 1e-6
 # ConvNeXt's trunk names (the 2d variant is exactly facebookresearch/ConvNeXt's layout).
-FAMILY_KEY_SIGNATURES['ConvNeXt1D'] = r'^downsample_layers\.\d+\.'
+KEY_SIGNATURE = r'^downsample_layers\.\d+\.'
 # Oriented1D's detection and segmentation backbones (and their converter's output) wrap every
 # oriented conv in ``Wrapper(conv)``: ``stages.0.0.dwconv.conv.weight`` / ``.bias`` / ``.theta``,
 # ``dwconv1.conv.*``, ``dwconv2.conv.*``, ``downsample_layers.0.dw1.conv.*``. Group 1 is our key's stem.
 WRAPPED_ORIENTED_CONV_KEY = r'^(.*\.(?:dwconv[12]?|dw[12]))\.conv\.(weight|bias|theta)$'
 
 
-def unwrap_oriented_conv_keys(state_dict):
-    """Keys in Oriented1D's ``Wrapper(conv)`` layout -> ours (other keys unchanged)."""
+def unwrap_oriented_conv_keys(state_dict, model: Optional[nn.Module] = None):
+    """Keys in Oriented1D's ``Wrapper(conv)`` layout -> ours (other keys unchanged): the
+    family's checkpoint filter, so timm's loaders read those files too."""
     return OrderedDict((re.sub(WRAPPED_ORIENTED_CONV_KEY, r'\1.\2', key), value)
                        for key, value in state_dict.items())
 
@@ -212,11 +214,6 @@ class ConvNeXt1D(TimmClassifier):
         self.head = self.make_head(num_classes)
         self.apply(_init_weights)
 
-    def forward_features(self, x):
-        for downsample_layer, stage in zip(self.downsample_layers, self.stages):
-            x = stage(downsample_layer(x))
-        return x
-
     def trunk_steps(self) -> List[nn.Module]:
         """downsample_layers[i] then stages[i], for each stage."""
         return [layer for pair in zip(self.downsample_layers, self.stages) for layer in pair]
@@ -230,6 +227,12 @@ class ConvNeXt1D(TimmClassifier):
 
     def make_head(self, num_classes: int) -> nn.Module:
         return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        # Stage i > 0 opens with downsample_layers[i]; downsample_layers[0] is the stem.
+        return dict(stem=r'^downsample_layers\.0\.', blocks=r'^(?:downsample_layers|stages)\.(\d+)' if coarse else [
+            (r'^downsample_layers\.(\d+)', (0,)), (r'^stages\.(\d+)\.(\d+)', None)])
 
     def drop_head(self):
         super().drop_head()
@@ -254,7 +257,6 @@ class ConvNeXt1DBackbone(MultiScaleBackbone):
     downsample_layers[i]. See :class:`MultiScaleBackbone` for the other arguments.
     """
 
-    family = 'ConvNeXt1D'
     archs = CONVNEXT1D_ARCHS
     classifier_prefixes = ('head', 'norm')
     crop_classifier_kernels = True
@@ -296,8 +298,15 @@ class ConvNeXt1DBackbone(MultiScaleBackbone):
         return unwrap_oriented_conv_keys(state_dict)
 
 
-# ---- timm registration -----------------------------------------------------------------
-TIMM_ARCHS = ('tiny', 'base')
+# ---- the family --------------------------------------------------------------------------
+TIMM_ARCHS = ('tiny', 'base')  # the archs with ImageNet classifiers (demo is for tests and demos)
+
+FAMILY = register(Family(
+    type='ConvNeXt1D', backbone=ConvNeXt1DBackbone, classifiers=(ConvNeXt1D,), archs=CONVNEXT1D_ARCHS,
+    models={f'convnext_{arch}_{variant}': Model(arch, dict(variant=variant))
+            for arch in TIMM_ARCHS for variant in CONVNEXT1D_VARIANTS},
+    key_signature=KEY_SIGNATURE, checkpoint_filter=unwrap_oriented_conv_keys,
+    variant_option='variant', variants=CONVNEXT1D_VARIANTS))
 
 
 def _cfg(**kwargs) -> dict:
@@ -306,19 +315,65 @@ def _cfg(**kwargs) -> dict:
                 classifier='head', **kwargs)
 
 
+# timm reads this module's default_cfgs when the factories below register (no download:
+# Oriented1D's weights are on Google Drive).
 default_cfgs = generate_default_cfgs({
-    f'convnext_{arch}_{variant}': _cfg(first_conv='downsample_layers.0.pw1' if variant in STEM_KERNEL
-                                       else 'downsample_layers.0.0')
-    for arch in TIMM_ARCHS for variant in CONVNEXT1D_VARIANTS})
+    name: _cfg(first_conv='downsample_layers.0.pw1' if entry.options['variant'] in STEM_KERNEL
+               else 'downsample_layers.0.0')
+    for name, entry in FAMILY.models.items()})
 
 
-def _describe(name: str, arguments: dict) -> str:
-    return f"ConvNeXt-{arguments['arch'].capitalize()}-{arguments['variant'].upper()} (Oriented1D)."
+def _create_convnext1d(name: str, pretrained: bool = False, **kwargs) -> ConvNeXt1D:
+    entry = FAMILY.models[name]
+    # features_only goes through forward_intermediates (timm's 'getter'): each stage follows its
+    # downsample layer, which lives in another container, so there is no flat module order.
+    return create_timm_model(FAMILY, name, pretrained, ConvNeXt1D, dict(arch=entry.arch, **entry.options),
+                             dict(feature_cls='getter', out_indices=(0, 1, 2, 3)), **kwargs)
 
 
-# features_only goes through forward_intermediates (timm's 'getter'): each stage follows its
-# downsample layer, which lives in another container, so there is no flat module order.
-globals().update(register_family(
-    ConvNeXt1D, {f'convnext_{arch}_{variant}': dict(arch=arch, variant=variant)
-                 for arch in TIMM_ARCHS for variant in CONVNEXT1D_VARIANTS},
-    __name__, _describe, dict(feature_cls='getter', out_indices=(0, 1, 2, 3))))
+@register_model
+def convnext_tiny_1d(pretrained: bool = False, **kwargs) -> ConvNeXt1D:
+    """ConvNeXt-Tiny-1D (Oriented1D)."""
+    return _create_convnext1d('convnext_tiny_1d', pretrained, **kwargs)
+
+
+@register_model
+def convnext_tiny_1dpp(pretrained: bool = False, **kwargs) -> ConvNeXt1D:
+    """ConvNeXt-Tiny-1D++ (Oriented1D)."""
+    return _create_convnext1d('convnext_tiny_1dpp', pretrained, **kwargs)
+
+
+@register_model
+def convnext_tiny_2d(pretrained: bool = False, **kwargs) -> ConvNeXt1D:
+    """ConvNeXt-Tiny-2D, the ConvNeXt baseline of Oriented1D."""
+    return _create_convnext1d('convnext_tiny_2d', pretrained, **kwargs)
+
+
+@register_model
+def convnext_tiny_2dpp(pretrained: bool = False, **kwargs) -> ConvNeXt1D:
+    """ConvNeXt-Tiny-2D++ (Oriented1D)."""
+    return _create_convnext1d('convnext_tiny_2dpp', pretrained, **kwargs)
+
+
+@register_model
+def convnext_base_1d(pretrained: bool = False, **kwargs) -> ConvNeXt1D:
+    """ConvNeXt-Base-1D (Oriented1D)."""
+    return _create_convnext1d('convnext_base_1d', pretrained, **kwargs)
+
+
+@register_model
+def convnext_base_1dpp(pretrained: bool = False, **kwargs) -> ConvNeXt1D:
+    """ConvNeXt-Base-1D++ (Oriented1D)."""
+    return _create_convnext1d('convnext_base_1dpp', pretrained, **kwargs)
+
+
+@register_model
+def convnext_base_2d(pretrained: bool = False, **kwargs) -> ConvNeXt1D:
+    """ConvNeXt-Base-2D, the ConvNeXt baseline of Oriented1D."""
+    return _create_convnext1d('convnext_base_2d', pretrained, **kwargs)
+
+
+@register_model
+def convnext_base_2dpp(pretrained: bool = False, **kwargs) -> ConvNeXt1D:
+    """ConvNeXt-Base-2D++ (Oriented1D)."""
+    return _create_convnext1d('convnext_base_2dpp', pretrained, **kwargs)
