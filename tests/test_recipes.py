@@ -309,8 +309,8 @@ def _percent(fraction: float) -> str:
 
 @pytest.mark.parametrize('stem', sorted(stem for stem, run in RUNS.items() if 'evaluations' in run))
 def test_published_figure_and_epoch_are_the_logged_ones(stem):
-    """backbones/zoo.py's figure is the log's evaluation at the zoo's epoch, or at the last one."""
-    from mm_efficient_backbones.backbones import zoo
+    """backbones/weights/zoo.py's figure is the log's evaluation at the zoo's epoch, or at the last one."""
+    from mm_efficient_backbones.backbones.weights import zoo
     run = RUNS[stem]
     _, zoo_config = zoo.config(run['config'])
     columns, rows = run['evaluations']['columns'], run['evaluations']['rows']
